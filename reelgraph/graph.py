@@ -88,6 +88,15 @@ class BipartiteGraph:
     def from_edges(cls, users: Tensor, items: Tensor, num_users: int, num_items: int
                    ) -> "BipartiteGraph":
         """From COO edges; duplicates are the caller's to remove."""
-        keys = torch.sort(edge_keys(users, items, num_items)).values
-        rowptr, _, _ = to_csr(keys // num_items, keys, num_users)
-        return cls(num_users, num_items, rowptr, keys % num_items)
+        return _from_sorted_keys(torch.sort(edge_keys(users, items, num_items)).values,
+                                 num_users, num_items)
+
+
+def _from_sorted_keys(keys: Tensor, num_users: int, num_items: int) -> BipartiteGraph:
+    rowptr, _, _ = to_csr(keys // num_items, keys, num_users)
+    return BipartiteGraph(num_users, num_items, rowptr, keys % num_items)
+
+
+def union(a: BipartiteGraph, b: BipartiteGraph) -> BipartiteGraph:
+    """The edges of both graphs (same node sets), each once."""
+    return _from_sorted_keys(torch.unique(torch.cat([a.keys(), b.keys()])), a.num_users, a.num_items)

@@ -36,3 +36,121 @@ def uniform_negatives(users: Tensor, pos_keys: Tensor, num_items: int, num_negat
     raise RuntimeError(
         f"negative sampling: {int(bad.sum())} draws still hit positives after {max_rounds} rounds;"
         " some users have interacted with (almost) every item")
+
+
+def _redraw_positives(users: Tensor, neg: Tensor, pos_keys: Tensor, num_items: int,
+                      draw, max_rounds: int) -> Tensor:
+    """Redraws (``draw(n) -> [n] items``) every ``neg [B, K]`` entry that is a positive."""
+    u = users.long().unsqueeze(1).expand_as(neg)
+    for _ in range(max_rounds):
+        bad = contains_edges(pos_keys, u, neg, num_items)
+        if not bool(bad.any()):
+            return neg
+        neg[bad] = draw(int(bad.sum()))
+    raise RuntimeError(
+        f"negative sampling: {int(bad.sum())} draws still hit positives after {max_rounds} rounds;"
+        " some users have interacted with (almost) every likely item")
+
+
+def popularity_cdf(item_count: Tensor, alpha: float = 0.75) -> Tensor:
+    """Inclusive float64 prefix sums of ``item_count ** alpha``, ``[num_items]``; computed
+    once per epoch and passed to :func:`popularity_negatives`. Items never interacted with
+    get probability 0 (for ``alpha > 0``); ``alpha = 0`` is uniform."""
+    weight = item_count.to(torch.float64).pow(alpha)
+    if alpha > 0:
+        weight = torch.where(item_count > 0, weight, torch.zeros_like(weight))
+    return torch.cumsum(weight, 0)
+
+
+def popularity_negatives(users: Tensor, pos_keys: Tensor, cdf: Tensor, num_negatives: int = 1,
+                         *, generator: torch.Generator | None = None, max_rounds: int = 20
+                         ) -> Tensor:
+    """Items drawn with probability ``∝ popularity ** alpha`` (inverse CDF over ``cdf`` from
+    :func:`popularity_cdf`), never one of the user's positives (checked and redrawn).
+
+    Args:
+        users (Tensor): ``[B]`` user indices.
+        pos_keys (Tensor): sorted ``user * num_items + item`` keys of the positives to exclude.
+        cdf (Tensor): ``[num_items]`` from :func:`popularity_cdf`.
+        num_negatives (int): negatives per user (default ``1``).
+        generator (torch.Generator, optional): on ``users.device``.
+        max_rounds (int): redraw rounds before giving up.
+
+    Returns:
+        ``[B, num_negatives]`` int64 item indices.
+    """
+    num_items = cdf.numel()
+
+    def draw(n: int) -> Tensor:
+        u = torch.rand(n, dtype=torch.float64, device=cdf.device, generator=generator) * cdf[-1]
+        return torch.searchsorted(cdf, u, right=True).clamp_(max=num_items - 1)
+
+    neg = draw(users.numel() * num_negatives).view(-1, num_negatives)
+    return _redraw_positives(users, neg, pos_keys, num_items, draw, max_rounds)
+
+
+def in_batch_negatives(users: Tensor, items: Tensor, pos_keys: Tensor, num_items: int
+                       ) -> tuple[Tensor, Tensor]:
+    """Every other row's positive item as a negative for each ``(user, item)`` row.
+
+    Returns:
+        ``neg [B, B - 1]`` items and ``valid [B, B - 1]``, ``False`` where the item is one of
+        the row user's positives (a false negative to mask out of the loss).
+    """
+    b = users.numel()
+    j = torch.arange(b - 1, device=users.device).unsqueeze(0).expand(b, -1)
+    j = j + (j >= torch.arange(b, device=users.device).unsqueeze(1)).long()  # skip own row
+    neg = items[j]
+    valid = ~contains_edges(pos_keys, users.long().unsqueeze(1).expand_as(neg), neg, num_items)
+    return neg, valid
+
+
+def hard_negatives(scores: Tensor, users: Tensor, pos_keys: Tensor, num_negatives: int = 1, *,
+                   rank_range: tuple[int, int] = (2000, 5000),
+                   generator: torch.Generator | None = None) -> Tensor:
+    """Negatives drawn uniformly among the items the current model ranks in ``rank_range``
+    (0-based, half-open) for each user, positives excluded before ranking.
+
+    Args:
+        scores (Tensor): ``[B, num_items]`` finite model scores of ``users`` against all items.
+        users (Tensor): ``[B]`` user indices.
+        pos_keys (Tensor): sorted ``user * num_items + item`` keys of the positives to exclude.
+        num_negatives (int): negatives per user (default ``1``).
+        rank_range (tuple): ranks ``[lo, hi)`` to draw from; clipped to each user's count of
+            non-positive items (default ``(2000, 5000)``).
+        generator (torch.Generator, optional): on ``scores.device``.
+
+    Returns:
+        ``[B, num_negatives]`` int64 item indices.
+    """
+    num_items = scores.size(1)
+    users = users.long()
+    lo_key = torch.searchsorted(pos_keys, users * num_items)
+    num_pos = torch.searchsorted(pos_keys, (users + 1) * num_items) - lo_key  # [B]
+    row = torch.repeat_interleave(torch.arange(users.numel(), device=users.device), num_pos)
+    slot = lo_key[row] + torch.arange(row.numel(), device=row.device) \
+        - (torch.cumsum(num_pos, 0) - num_pos)[row]
+    scores = scores.clone()
+    scores[row, pos_keys[slot] % num_items] = float("-inf")
+    num_valid = num_items - num_pos
+    if bool((num_valid == 0).any()):
+        raise RuntimeError("hard_negatives: a user's positives cover every item")
+    top = torch.topk(scores, min(rank_range[1], num_items), dim=1).indices  # [B, H]
+    hi = torch.clamp(num_valid, max=top.size(1))
+    lo = torch.minimum(torch.full_like(hi, rank_range[0]), hi - 1)
+    r = torch.rand(users.numel(), num_negatives, device=scores.device, generator=generator)
+    rank = lo.unsqueeze(1) + (r * (hi - lo).unsqueeze(1)).long()
+    neg = top.gather(1, torch.minimum(rank, hi.unsqueeze(1) - 1))
+    if bool(contains_edges(pos_keys, users.unsqueeze(1).expand_as(neg), neg, num_items).any()):
+        raise RuntimeError("hard_negatives: a positive was drawn; are some scores -inf or nan?")
+    return neg
+
+
+def hard_negatives_from_embeddings(user_emb: Tensor, item_emb: Tensor, users: Tensor,
+                                   pos_keys: Tensor, num_negatives: int = 1, *,
+                                   rank_range: tuple[int, int] = (2000, 5000),
+                                   generator: torch.Generator | None = None) -> Tensor:
+    """:func:`hard_negatives` with dot-product scores ``user_emb[users] @ item_emb.T``."""
+    scores = user_emb[users] @ item_emb.t()  # [B, num_items]
+    return hard_negatives(scores.detach(), users, pos_keys, num_negatives,
+                          rank_range=rank_range, generator=generator)

@@ -1,0 +1,154 @@
+"""``RecModule``: the one LightningModule that trains and evaluates any :class:`Recommender`.
+
+The model owns its maths and its loss; this module owns the loop: the optimiser, logging of every
+loss term, a clear error on a non-finite loss, and full-ranking evaluation whose per-rank sums are
+all-reduced, so metrics over many workers equal the single-process metrics exactly.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any, Sequence
+
+import torch
+from torch import Tensor
+
+from reelgraph.data.store import GraphStore
+from reelgraph.graph import BipartiteGraph
+from reelgraph.lightning_modules._pl import pl
+from reelgraph.metrics import RankingResult, rank_users
+from reelgraph.models import LightGCNConfig, ModelConfig, Recommender
+from reelgraph.samplers.batch import BPRBatch
+
+
+def as_config(model: ModelConfig | dict) -> ModelConfig:
+    """The config object; LightningCLI hands ``{"class_path": ..., "init_args": {...}}`` dicts."""
+    if isinstance(model, ModelConfig):
+        return model
+    module, _, name = model["class_path"].rpartition(".")
+    return getattr(importlib.import_module(module), name)(**model.get("init_args", {}))
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss term became NaN/inf; the last checkpoint (``last.ckpt``) is left intact."""
+
+
+class RecModule(pl.LightningModule):
+    """Trains ``model`` with its own loss; validates and tests by full ranking.
+
+    Args:
+        model: the model's config (``class_path``/``init_args`` in YAML); built once the data's
+            sizes are known.
+        lr: Adam learning rate.
+        weight_decay: Adam weight decay (the models' L2 on batch embeddings is separate).
+        ks: cut-offs of the ranking metrics; ``recall@20`` drives early stopping and checkpoints.
+        item_chunk_size: items scored at once per user batch (bounds evaluation memory).
+        auc: also compute full AUC when testing (validation skips it: it costs a sort per batch).
+
+    The model is built in ``configure_model`` from the data module's store; to use a checkpoint
+    outside a Trainer, see :meth:`from_checkpoint`.
+    """
+
+    def __init__(self, model: ModelConfig = LightGCNConfig(), lr: float = 1e-3,
+                 weight_decay: float = 0.0, ks: Sequence[int] = (10, 20, 50),
+                 item_chunk_size: int = 1 << 16, auc: bool = True):
+        super().__init__()
+        self.save_hyperparameters()
+        self.config = as_config(model)
+        self.model: Recommender | None = None
+        self._graphs: dict[str, BipartiteGraph] = {}
+        self._state: Any = None
+        self._result: RankingResult | None = None
+
+    # -- setup -----------------------------------------------------------------------------
+    def configure_model(self) -> None:
+        if self.model is None:
+            self.model = self.config.build(self.trainer.datamodule.store)
+
+    @classmethod
+    def from_checkpoint(cls, path: str, store: GraphStore, map_location="cpu") -> "RecModule":
+        """The module of a checkpoint, its model built for ``store`` (the store it was trained on)."""
+        ckpt = torch.load(path, map_location=map_location, weights_only=False)
+        module = cls(**ckpt["hyper_parameters"])
+        module.model = module.config.build(store)
+        module.load_state_dict(ckpt["state_dict"])
+        return module
+
+    def setup(self, stage: str) -> None:
+        dm = self.trainer.datamodule
+        self._cpu_graphs = {"train": dm.train_graph, "valid": dm.valid_graph,
+                            "test": dm.test_graph, "history": dm.history}
+
+    def graph(self, name: str) -> BipartiteGraph:
+        """A graph of the data module, moved to this module's device once."""
+        g = self._graphs.get(name)
+        if g is None or g.device != self.device:
+            g = self._graphs[name] = self._cpu_graphs[name].to(self.device)
+        return g
+
+    def state(self) -> Any:
+        """The model's prepared graph state (e.g. normalised adjacency) on this device."""
+        if self._state is None or getattr(self, "_state_device", None) != self.device:
+            self._state, self._state_device = self.model.prepare(self.graph("train")), self.device
+        return self._state
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.model.parameters(), lr=self.hparams.lr,
+                                weight_decay=self.hparams.weight_decay)
+
+    # -- training --------------------------------------------------------------------------
+    def training_step(self, batch: BPRBatch, batch_idx: int) -> Tensor:
+        terms = self.model.loss(batch, self.state())
+        for name, value in terms.items():
+            if not torch.isfinite(value):
+                raise NonFiniteLossError(
+                    f"loss term '{name}' is {value.item()} at epoch {self.current_epoch}, step "
+                    f"{self.global_step}; lower the learning rate or check the input features. The "
+                    "last checkpoint is intact: resume with --ckpt_path last")
+        self.log_dict({f"train/{k}": v for k, v in terms.items()}, prog_bar=False,
+                      on_step=True, on_epoch=True, batch_size=len(batch))
+        self.log("loss", terms["loss"], prog_bar=True, logger=False, batch_size=len(batch))
+        return terms["loss"]
+
+    # -- evaluation ------------------------------------------------------------------------
+    def _eval_start(self) -> None:
+        with torch.no_grad():
+            self._emb = self.model.embed(self.state())
+        self._result = None
+
+    def _eval_step(self, users: Tensor, mask: str, target: str, auc: bool = False) -> None:
+        r = rank_users(*self._emb, users, self.graph(mask), self.graph(target),
+                       ks=self.hparams.ks, item_chunk_size=self.hparams.item_chunk_size, auc=auc)
+        self._result = r if self._result is None else self._result.merge(r)
+
+    def _eval_end(self, prefix: str) -> dict[str, float]:
+        names = sorted(self._result.sums) if self._result is not None else []
+        local = torch.tensor([float(self._result.sums[n]) for n in names] +
+                             [float(self._result.num_users if self._result else 0)],
+                             dtype=torch.float64, device=self.device)
+        total = self.trainer.strategy.reduce(local, reduce_op="sum")  # exact: sums, then divide
+        n = max(total[-1].item(), 1.0)
+        metrics = {f"{prefix}/{name}": total[j].item() / n for j, name in enumerate(names)}
+        metrics[f"{prefix}/num_users"] = total[-1].item()
+        self.log_dict(metrics, prog_bar=False, sync_dist=False)
+        self._emb = None
+        return metrics
+
+    def on_validation_epoch_start(self) -> None:
+        self._eval_start()
+
+    def validation_step(self, users: Tensor, batch_idx: int) -> None:
+        self._eval_step(users, "train", "valid")
+
+    def on_validation_epoch_end(self) -> None:
+        metrics = self._eval_end("val")
+        if "val/recall@20" in metrics:
+            self.log("R@20", metrics["val/recall@20"], prog_bar=True, logger=False)
+
+    def on_test_epoch_start(self) -> None:
+        self._eval_start()
+
+    def test_step(self, users: Tensor, batch_idx: int) -> None:
+        self._eval_step(users, "history", "test", self.hparams.auc)  # train+valid items masked
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_end("test")

@@ -1,0 +1,3 @@
+from reelgraph.lightning_modules.cli import main
+
+main()

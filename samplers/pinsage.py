@@ -1,0 +1,177 @@
+"""Importance-based neighbourhoods (PinSage) over CSR ``(rowptr, col)``.
+
+* :func:`pinsage_neighbors`: random walks with restart on a bipartite graph
+  (item → user → item → ...); the ``num_neighbors`` most visited items are a seed item's
+  neighbourhood, weighted by normalised visit counts.
+* :func:`tightness_neighbors`: neighbours drawn in proportion to relationship tightness,
+  either the interaction strength (edge weight) or the number of shared neighbours.
+
+All vectorised over walks and edges; loops run over walk steps only. The roles of the two
+node sets swap by swapping the two CSRs (user seeds: pass ``user_item`` as ``item_user``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from reelgraph.graph import contains_edges, csr_rows, to_csr
+from reelgraph.samplers.neighbor import (_rand, cumulative_weights, row_slots, sample_weighted,
+                                         segment_topk)
+
+CSR = tuple[Tensor, Tensor]
+
+
+@dataclass(frozen=True)
+class ImportanceOutput:
+    """Weighted neighbourhoods of a batch of seeds, grouped by seed.
+
+    Attributes:
+        seed_index (Tensor): ``[M]`` position in ``seeds`` of each neighbour's seed.
+        neighbor (Tensor): ``[M]`` global node id of each neighbour (same type as the seed).
+        weight (Tensor): ``[M]`` float importance; sums to 1 over each seed's neighbours.
+    """
+
+    seed_index: Tensor
+    neighbor: Tensor
+    weight: Tensor
+
+
+def transpose_csr(rowptr: Tensor, col: Tensor, num_cols: int) -> CSR:
+    """The CSR of the reversed edges (``O(|E|)``, done once per graph)."""
+    rev_rowptr, rev_col, _ = to_csr(col, csr_rows(rowptr), num_cols)
+    return rev_rowptr, rev_col
+
+
+def walk_step(rowptr: Tensor, col: Tensor, pos: Tensor,
+              generator: torch.Generator | None = None) -> Tensor:
+    """One uniform random-walk step from each ``pos [W]``; ``-1`` (a stopped walk) and nodes
+    without neighbours step to ``-1``."""
+    alive = pos >= 0
+    p = pos.clamp(min=0)
+    start, deg = rowptr[p], rowptr[p + 1] - rowptr[p]
+    off = (_rand((pos.numel(),), pos.device, generator) * deg).long()
+    off = torch.minimum(off, (deg - 1).clamp(min=0))
+    nxt = col[(start + off).clamp(max=max(col.numel() - 1, 0))] if col.numel() else pos
+    return torch.where(alive & (deg > 0), nxt, torch.full_like(pos, -1))
+
+
+def random_walk_visits(item_user: CSR, user_item: CSR, seeds: Tensor, *, num_walks: int,
+                       walk_length: int, restart_prob: float,
+                       generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    """Items visited by ``num_walks`` walks with restart from each seed item.
+
+    Each of ``walk_length`` steps goes item → user → item and records the item reached; after
+    each step the walk jumps back to its seed with probability ``restart_prob``.
+
+    Returns:
+        ``(seed_index [V], item [V])``, one row per visit.
+    """
+    seed_index = torch.arange(seeds.numel(), device=seeds.device).repeat_interleave(num_walks)
+    home = seeds[seed_index]  # [S * T]
+    pos, visits = home, []
+    for _ in range(walk_length):
+        pos = walk_step(*user_item, walk_step(*item_user, pos, generator), generator)
+        visits.append(torch.stack([seed_index, pos]))
+        restart = _rand((pos.numel(),), pos.device, generator) < restart_prob
+        pos = torch.where(restart, home, pos)
+    v = torch.cat(visits, 1)  # [2, S * T * L]
+    v = v[:, v[1] >= 0]
+    return v[0], v[1]
+
+
+def pinsage_neighbors(item_user: CSR, user_item: CSR, seeds: Tensor, *, num_neighbors: int,
+                      num_walks: int = 10, walk_length: int = 2, restart_prob: float = 0.5,
+                      exclude_seed: bool = True,
+                      generator: torch.Generator | None = None) -> ImportanceOutput:
+    """PinSage importance neighbourhoods: the ``num_neighbors`` items most visited by random
+    walks with restart from each seed item, weighted by normalised visit counts.
+
+    Args:
+        item_user (tuple): ``(rowptr [num_items + 1], col)`` item → user CSR
+            (:func:`transpose_csr` of ``user_item``).
+        user_item (tuple): ``(rowptr [num_users + 1], col)`` user → item CSR.
+        seeds (Tensor): ``[S]`` seed items.
+        num_neighbors (int): neighbours kept per seed (fewer if fewer items were visited).
+        num_walks (int): walks per seed, T (default ``10``).
+        walk_length (int): item → user → item steps per walk (default ``2``).
+        restart_prob (float): chance of jumping back to the seed after a step (default ``0.5``).
+        exclude_seed (bool): never keep the seed as its own neighbour (default ``True``).
+        generator (torch.Generator, optional): on the CSR device.
+    """
+    num_items = item_user[0].numel() - 1
+    seed_index, item = random_walk_visits(item_user, user_item, seeds, num_walks=num_walks,
+                                          walk_length=walk_length, restart_prob=restart_prob,
+                                          generator=generator)
+    if exclude_seed:
+        keep = item != seeds[seed_index]
+        seed_index, item = seed_index[keep], item[keep]
+    key, count = torch.unique(seed_index * num_items + item, return_counts=True)
+    seed_index, item = key // num_items, key % num_items
+    top = segment_topk(seed_index, count.to(torch.float64), num_neighbors)
+    return _normalised(seeds.numel(), seed_index[top], item[top], count[top].to(torch.float))
+
+
+def _normalised(num_seeds: int, seed_index: Tensor, neighbor: Tensor, weight: Tensor
+                ) -> ImportanceOutput:
+    total = torch.zeros(num_seeds, dtype=weight.dtype, device=weight.device)
+    total.index_add_(0, seed_index, weight)
+    return ImportanceOutput(seed_index, neighbor, weight / total[seed_index])
+
+
+def shared_neighbor_counts(rowptr: Tensor, col: Tensor, sorted_keys: Tensor, src: Tensor,
+                           slot: Tensor) -> Tensor:
+    """``|N(src) ∩ N(col[slot])|`` for each edge ``(src [M], CSR slot [M])`` of a graph whose
+    rows and cols are one node set; ``sorted_keys`` are its sorted
+    :func:`reelgraph.graph.edge_keys`. Costs the neighbours' degree sum, not ``|E|``."""
+    dst = col[slot]
+    e, two_hop = row_slots(rowptr[dst], rowptr[dst + 1] - rowptr[dst])  # [P] edge, 2-hop slot
+    hit = contains_edges(sorted_keys, src[e], col[two_hop], rowptr.numel() - 1)
+    return torch.bincount(e[hit], minlength=slot.numel())
+
+
+def tightness_neighbors(rowptr: Tensor, col: Tensor, seeds: Tensor, num_neighbors: int, *,
+                        importance: Literal["weight", "shared"] = "weight",
+                        edge_weight: Tensor | None = None, sorted_keys: Tensor | None = None,
+                        smoothing: float = 1.0,
+                        generator: torch.Generator | None = None) -> ImportanceOutput:
+    """``num_neighbors`` draws (with replacement) per seed, each neighbour drawn in proportion
+    to its tightness with the seed.
+
+    Args:
+        rowptr, col (Tensor): the CSR.
+        seeds (Tensor): ``[S]`` seed rows.
+        num_neighbors (int): draws per seed with at least one tight neighbour.
+        importance (str): ``"weight"``: interaction strength ``edge_weight`` (CSR order);
+            ``"shared"``: ``shared neighbours + smoothing`` (rows and cols one node set,
+            ``sorted_keys`` required).
+        smoothing (float): added to shared counts so neighbours with none stay possible.
+        generator (torch.Generator, optional): on the CSR device.
+
+    Returns:
+        The draws; ``weight`` is the drawn neighbour's tightness normalised over the seed's
+        whole neighbourhood (its sampling probability).
+    """
+    deg = rowptr[seeds + 1] - rowptr[seeds]
+    pos, slot = row_slots(rowptr[seeds], deg)  # every edge of the batch's rows
+    if importance == "weight":
+        if edge_weight is None:
+            raise ValueError("tightness_neighbors: importance='weight' needs edge_weight")
+        tight = edge_weight[slot].to(torch.float64)
+    elif importance == "shared":
+        if sorted_keys is None:
+            raise ValueError("tightness_neighbors: importance='shared' needs sorted_keys")
+        tight = shared_neighbor_counts(rowptr, col, sorted_keys, seeds[pos], slot) + smoothing
+        tight = tight.to(torch.float64)
+    else:
+        raise ValueError(f"tightness_neighbors: unknown importance {importance!r}")
+    local_ptr = torch.cat([deg.new_zeros(1), torch.cumsum(deg, 0)])  # batch-local CSR
+    cum = cumulative_weights(tight)
+    draw_pos, local = sample_weighted(local_ptr, cum, torch.arange(seeds.numel(),
+                                      device=seeds.device), num_neighbors, generator=generator)
+    total = torch.zeros(seeds.numel(), dtype=tight.dtype, device=tight.device)
+    total.index_add_(0, pos, tight)
+    prob = (tight[local] / total[draw_pos]).to(torch.float)
+    return ImportanceOutput(draw_pos, col[slot[local]], prob)
