@@ -33,20 +33,25 @@ def peak_rss_gib() -> float:
 
 
 class EpochTimer(pl.Callback):
+    """Times training and validation separately; reads metrics after the epoch's validation."""
+
     def __init__(self):
         self.train_s, self.eval_s, self.rows = [], [], []
 
     def on_train_epoch_start(self, trainer, module):
-        self._t = time.perf_counter()
-
-    def on_train_epoch_end(self, trainer, module):
-        self.train_s.append(time.perf_counter() - self._t)
+        self._t, self._v = time.perf_counter(), None
 
     def on_validation_epoch_start(self, trainer, module):
         self._v = time.perf_counter()
+        self.train_s.append(self._v - self._t)
 
     def on_validation_epoch_end(self, trainer, module):
         self.eval_s.append(time.perf_counter() - self._v)
+
+    def on_train_epoch_end(self, trainer, module):
+        if self._v is None:  # no validation this epoch
+            self.train_s.append(time.perf_counter() - self._t)
+            return
         m = trainer.callback_metrics
         self.rows.append((trainer.current_epoch + 1, sum(self.train_s),
                           float(m["val/recall@20"]), float(m["val/ndcg@20"])))
@@ -97,6 +102,7 @@ def main(argv=None) -> None:
     p.add_argument("--dim", type=int, default=64)
     p.add_argument("--layers", type=int, default=3)
     p.add_argument("--accelerator", default="auto")
+    p.add_argument("--max-minutes", type=float, default=None, help="stop training after this long")
     p.add_argument("--no-propagation-ratio", action="store_true")
     a = p.parse_args(argv)
     torch.manual_seed(0)
@@ -114,7 +120,8 @@ def main(argv=None) -> None:
     trainer = pl.Trainer(max_epochs=a.epochs, check_val_every_n_epoch=a.eval_every,
                          accelerator=a.accelerator, devices=1, logger=False,
                          enable_checkpointing=False, callbacks=[timer], num_sanity_val_steps=0,
-                         enable_progress_bar=False)
+                         enable_progress_bar=False,
+                         max_time={"minutes": a.max_minutes} if a.max_minutes else None)
     trainer.fit(module, datamodule=dm)
     best = max(timer.rows, key=lambda r: r[2])
     epochs = len(timer.train_s)

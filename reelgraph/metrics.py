@@ -79,6 +79,7 @@ class RankingResult:
 
 
 def metric_names(ks: Sequence[int], auc: bool = True) -> list[str]:
+    """The keys of :attr:`RankingResult.sums` for cut-offs ``ks``."""
     names = [f"{m}@{k}" for k in ks for m in ("recall", "precision", "ndcg", "hitrate")]
     return names + (["auc", "auc_users"] if auc else [])
 
@@ -177,6 +178,9 @@ def topk_items(score_fn: ScoreFn, users: Tensor, train: BipartiteGraph, k: int,
     return _finish_topk(vals, idx, k)
 
 
+_CPU_BLOCK = 1 << 21  # elements of one CPU block of AUC's comparisons (8 MiB of float32)
+
+
 class _AucAccumulator:
     """Streaming exact AUC for one user batch whose users are sorted by ``|P_u|``, descending."""
 
@@ -207,7 +211,7 @@ class _AucAccumulator:
         # Sums of ±1/0 over <= 2^24 items are exact in float32 (bool sums to int64 are slow).
         acc = torch.float64 if scores.dtype == torch.float64 else torch.float32
         # On CPU, blocks of rows small enough to stay in cache; on a GPU, the whole batch.
-        rows = scores.size(0) if scores.is_cuda else max(1, (3 << 19) // scores.size(1))
+        rows = scores.size(0) if scores.is_cuda else max(1, _CPU_BLOCK // scores.size(1))
         buf = scores.new_empty(min(rows, scores.size(0)), scores.size(1))
         for r0 in range(0, scores.size(0), rows):
             block = self.counts[r0:r0 + rows]                           # non-increasing

@@ -218,3 +218,14 @@ def test_inner_product_and_validation():
         evaluate(user_emb, item_emb[:4], train, test)
     with pytest.raises(ValueError):
         evaluate(user_emb, item_emb, train, _graph([{1}, {2}, set()], 6))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_cuda_matches_cpu(random_problem):
+    user_emb, item_emb, train, test, ks, _ = random_problem
+    cpu = evaluate(user_emb, item_emb, train, test, ks, user_batch_size=16, item_chunk_size=64)
+    gpu = evaluate(user_emb.cuda(), item_emb.cuda(), train, test, ks, user_batch_size=16,
+                   item_chunk_size=64)
+    assert gpu.sums["auc"].is_cuda
+    assert (gpu.num_users, gpu.num_skipped) == (cpu.num_users, cpu.num_skipped)
+    _assert_close(gpu.means(), cpu.means(), tol=1e-6)
