@@ -58,11 +58,16 @@ class _SymmetricSpMM(torch.autograd.Function):
         return None, ctx.adj @ grad
 
 
+def sym_spmm(adj: Tensor, x: Tensor) -> Tensor:
+    """``adj @ x`` for a symmetric sparse ``adj``, differentiable in ``x``."""
+    return _SymmetricSpMM.apply(adj, x)
+
+
 def propagate(adj: Tensor, x: Tensor, num_layers: int) -> Tensor:
     """Mean of ``x, adj x, ..., adj^L x`` for a symmetric ``adj``; ``x [N, d]`` → ``[N, d]``."""
     out, h = x, x
     for _ in range(num_layers):
-        h = _SymmetricSpMM.apply(adj, h)
+        h = sym_spmm(adj, h)
         out = out + h
     return out / (num_layers + 1)
 

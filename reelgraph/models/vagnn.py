@@ -1,0 +1,308 @@
+"""VA-GNN (Lai et al., 2023): vlogger-augmented GNN over the user–video–vlogger graph.
+
+In the store's vocabulary a vlogger is a ``creator`` and a video an ``item``. Two LightGCN-style
+views share the layer-0 tables ``e_u``, ``e_v``, ``e_p``:
+
+* video view (eqs 1–5): propagation over users + videos whose edges are the training
+  interactions plus the endpoints of user–vlogger–user and user–vlogger–video meta-path walks
+  (``samplers.metapath``); a vlogger's embedding is the mean of its videos' (eq 4).
+* vlogger view (eqs 6–10): propagation over users + vloggers whose edges are the follows plus
+  the endpoints ``(u', p)`` of vlogger–user–video–user walks ``p - u - v - u'``; a video's
+  embedding is the mean of its training users' (eq 9).
+
+Final embeddings concatenate the views (``2d``). A video ``v`` with vlogger embedding ``e_p(v)``
+is scored ``y_uv = w_v e_u.e_v + (1 - w_v) e_u.e_p(v)``, ``w_v = sigmoid(e_v^T Q e_p(v))`` (eqs 16–17).
+``w_v`` depends on the video alone, so :meth:`embed` returns ``e_u`` and the item vector
+``w_v e_v + (1 - w_v) e_p(v)``, whose inner product is exactly ``y_uv``. The loss is
+``L_video + lambda1 L_vlogger + lambda2 L_cl + lambda3 L2`` (eq 20) with BPR for both
+recommendation tasks and cross-view InfoNCE (cosine, ``tau``) over users, videos and vloggers.
+
+Choices where the paper is vague:
+
+* Eq 3 writes ``e_v,1^(0) = e_p``; read as the typo it is: a video starts from ``e_v``.
+* Meta-path endpoints become extra (deduplicated, unweighted) edges of the view's graph, as eqs 1, 2
+  and 7 define the neighbour sets; user–user endpoints are user–user edges of the video view. The
+  walks are drawn once in :meth:`prepare` from ``walk_seed`` (the reference code also draws them
+  once). ``q1``/``q2`` are the sampler's: chance of going on creator → user / of emitting a
+  creator → item endpoint; ``num_walks`` walks of ``walk_length`` follow steps per user.
+* Sums over layers ``0..L`` are means over ``L + 1`` layers (LightGCN's ``propagate``).
+* Several vloggers per video (real data): ``e_p(v)`` is their mean; a video without a vlogger is
+  scored ``e_u.e_v`` alone (``w_v = 1``).
+* Follows (``user_creator``) are unioned with pairs where the user has at least
+  ``follow_min_views`` training interactions with the vlogger's videos (the paper's "interacts with
+  more than two micro-videos published by the vlogger"); without follows in the store these
+  derived pairs are the whole user–vlogger graph.
+* The loader's batch holds user–video triples only, so ``loss`` draws one followed vlogger per
+  batch user and a uniform non-followed negative (torch's global RNG, seeded by Lightning).
+* InfoNCE runs over the batch's unique users, positive videos and vloggers (positive vloggers and
+  the positive videos' vloggers) with in-batch negatives, not over all nodes (eqs 11–13), as the
+  reference code does; its projection heads are left out (the paper has none). L2 is on the
+  batch's layer-0 rows; ``Q`` is not regularised (reference code).
+
+Ablations (paper's Table 3): A ``contrastive=False``; B ``vlogger_loss=False``; C
+``video_view=False``; D ``vlogger_view=False``; E ``vlogger_score=False`` (``y_uv = e_u.e_v``).
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from reelgraph.graph import BipartiteGraph, to_csr, union
+from reelgraph.models.base import ModelConfig, Recommender, bpr_loss, l2_loss
+from reelgraph.models.lightgcn import propagate, sym_norm_adjacency
+from reelgraph.models.simgcl import info_nce
+from reelgraph.samplers.batch import BPRBatch
+from reelgraph.samplers.metapath import metapath_walks
+from reelgraph.samplers.negative import uniform_negatives
+from reelgraph.samplers.pinsage import transpose_csr, walk_step
+
+CSR = tuple[Tensor, Tensor]
+
+
+@dataclass
+class VAGNNConfig(ModelConfig):
+    embedding_dim: int = 64       # d of each view; final embeddings are 2d wide
+    num_layers: int = 3           # L propagation steps in each view
+    vlogger_weight: float = 5.0   # lambda1, user–vlogger BPR (paper's best on both datasets)
+    cl_weight: float = 0.05       # lambda2, cross-view InfoNCE (paper: 0.0005 WeChat, 0.05 TakaTak)
+    tau: float = 0.5              # InfoNCE temperature (paper: 0.5 WeChat, 0.05 TakaTak)
+    reg_weight: float = 1e-4      # lambda3, L2 on the batch's layer-0 rows
+    init_std: float = 0.1         # normal init of the tables and of Q
+    num_walks: int = 1            # meta-path walks per user, each view
+    walk_length: int = 1          # follow steps per walk (1: the paper's length-3 meta-paths)
+    q1: float = 0.5               # P(walk goes on creator -> user: a user–user endpoint)
+    q2: float = 0.5               # P(walk emits creator -> item: a user–video endpoint)
+    walk_seed: int = 0            # seed of the walks drawn in prepare()
+    follow_min_views: int = 3     # derived follow: >= this many train views of its videos; 0: off
+    contrastive: bool = True      # False: variant A (no cross-view InfoNCE)
+    vlogger_loss: bool = True     # False: variant B (no user–vlogger BPR)
+    video_view: bool = True       # False: variant C (no video-view propagation)
+    vlogger_view: bool = True     # False: variant D (no vlogger-view propagation)
+    vlogger_score: bool = True    # False: variant E (score e_u.e_v, no gate)
+
+    def build(self, store) -> "VAGNN":
+        follows = store.csr("user_creator") if store.has("user_creator") else None
+        return VAGNN(store.num_users, store.num_items, store.num_nodes["creator"],
+                     store.csr("item_creator"), follows, self)
+
+
+@dataclass(frozen=True)
+class VAGNNState:
+    """What :meth:`VAGNN.prepare` builds once per training graph.
+
+    Attributes:
+        video_adj: ``[U + I, U + I]`` normalised video-view adjacency (users first).
+        vlogger_adj: ``[U + P, U + P]`` normalised vlogger-view adjacency (users first).
+        creator_pool, item_user_pool, item_creator_pool: ``(M, M^T)`` mean-pooling CSRs,
+            ``[P, I]`` (a vlogger's videos), ``[I, U]`` (a video's train users), ``[I, P]`` (a
+            video's vloggers).
+        has_creator: ``[I]`` bool.
+        follows: user → creator graph the vlogger view and the vlogger loss use.
+        follow_keys: its sorted edge keys (negatives exclude them).
+    """
+
+    video_adj: Tensor
+    vlogger_adj: Tensor
+    creator_pool: tuple[Tensor, Tensor]
+    item_user_pool: tuple[Tensor, Tensor]
+    item_creator_pool: tuple[Tensor, Tensor]
+    has_creator: Tensor
+    follows: BipartiteGraph
+    follow_keys: Tensor
+
+
+def _sparse_csr(row: Tensor, col: Tensor, w: Tensor, shape: tuple[int, int]) -> Tensor:
+    rowptr, col, perm = to_csr(row, col, shape[0])
+    with warnings.catch_warnings():  # "sparse CSR support is in beta"
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(rowptr.to(torch.int32), col.to(torch.int32), w[perm], shape)
+
+
+def mean_pool_matrix(row: Tensor, col: Tensor, num_rows: int, num_cols: int) -> tuple[Tensor, Tensor]:
+    """``(M, M^T)`` with ``(M x)[r]`` the mean of ``x[c]`` over edges ``(r, c)``; empty rows give 0."""
+    w = 1.0 / torch.bincount(row, minlength=num_rows).clamp(min=1).float()[row]  # [E]
+    return (_sparse_csr(row, col, w, (num_rows, num_cols)),
+            _sparse_csr(col, row, w, (num_cols, num_rows)))
+
+
+class _PoolMM(torch.autograd.Function):
+    """``M @ x`` whose backward is ``M^T @ grad`` with a prebuilt ``M^T`` (no CSR transpose)."""
+
+    @staticmethod
+    def forward(ctx, m: Tensor, m_t: Tensor, x: Tensor) -> Tensor:
+        ctx.m_t = m_t
+        return m @ x
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        return None, None, ctx.m_t @ grad
+
+
+def pool(mats: tuple[Tensor, Tensor], x: Tensor) -> Tensor:
+    return _PoolMM.apply(mats[0], mats[1], x)
+
+
+def sym_norm_edges(row: Tensor, col: Tensor, num_nodes: int) -> Tensor:
+    """``D^-1/2 A D^-1/2`` ``[N, N]`` of the undirected graph with edges ``(row, col)`` (deduplicated).
+
+    For the video view, whose user–user meta-path edges make it non-bipartite.
+    """
+    keys = torch.unique(torch.cat([row * num_nodes + col, col * num_nodes + row]))
+    row, col = keys // num_nodes, keys % num_nodes
+    deg = torch.bincount(row, minlength=num_nodes).float()
+    return _sparse_csr(row, col, (deg[row] * deg[col]).rsqrt(), (num_nodes, num_nodes))
+
+
+def derived_follows(graph: BipartiteGraph, item_creator: CSR, num_creators: int,
+                    min_views: int) -> BipartiteGraph:
+    """``(u, p)`` where ``u`` has at least ``min_views`` training interactions with ``p``'s videos."""
+    rowptr, col = item_creator
+    users, items = graph.users(), graph.col
+    rep = (rowptr[1:] - rowptr[:-1])[items]  # creators of each interacted item, [E]
+    first = torch.repeat_interleave(rowptr[items], rep)
+    offset = torch.arange(int(rep.sum()), device=items.device) - torch.repeat_interleave(
+        torch.cumsum(rep, 0) - rep, rep)
+    creators = col[first + offset].long()
+    keys, counts = torch.unique(torch.repeat_interleave(users, rep) * num_creators + creators,
+                                return_counts=True)
+    keys = keys[counts >= min_views] if min_views > 0 else keys[:0]
+    return BipartiteGraph.from_edges(keys // num_creators, keys % num_creators,
+                                     graph.num_users, num_creators)
+
+
+class VAGNN(Recommender):
+    """Two-view GNN over users, videos and vloggers with a gated video/vlogger score."""
+
+    def __init__(self, num_users: int, num_items: int, num_creators: int, item_creator: CSR,
+                 follows: CSR | None = None, config: VAGNNConfig = VAGNNConfig()):
+        super().__init__()
+        if not (config.video_view or config.vlogger_view):
+            raise ValueError("VA-GNN needs at least one of video_view, vlogger_view")
+        self.num_users, self.num_items, self.num_creators = num_users, num_items, num_creators
+        self.config, self.reg_weight = config, config.reg_weight
+        self.register_buffer("ic_rowptr", torch.as_tensor(item_creator[0]).long(), persistent=False)
+        self.register_buffer("ic_col", torch.as_tensor(item_creator[1]).long(), persistent=False)
+        empty = (torch.zeros(num_users + 1, dtype=torch.long), torch.zeros(0, dtype=torch.long))
+        f_rowptr, f_col = follows if follows is not None else empty
+        self.register_buffer("f_rowptr", torch.as_tensor(f_rowptr).long(), persistent=False)
+        self.register_buffer("f_col", torch.as_tensor(f_col).long(), persistent=False)
+        d, k = config.embedding_dim, config.video_view + config.vlogger_view
+        self.user = nn.Embedding(num_users, d)
+        self.item = nn.Embedding(num_items, d)
+        self.creator = nn.Embedding(num_creators, d)
+        self.Q = nn.Parameter(torch.empty(k * d, k * d))  # gate, [kd, kd]
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for w in (self.user.weight, self.item.weight, self.creator.weight, self.Q):
+            nn.init.normal_(w, std=self.config.init_std)
+
+    # -- graphs ------------------------------------------------------------------------------
+    def prepare(self, graph: BipartiteGraph) -> VAGNNState:
+        c, U, I, P = self.config, self.num_users, self.num_items, self.num_creators
+        dev = graph.device
+        ic = (self.ic_rowptr.to(dev), self.ic_col.to(dev))
+        follows = union(BipartiteGraph(U, P, self.f_rowptr.to(dev), self.f_col.to(dev)),
+                        derived_follows(graph, ic, P, c.follow_min_views))
+        gen = torch.Generator(dev).manual_seed(c.walk_seed)
+        users = torch.arange(U, device=dev)
+        fcsr = (follows.rowptr, follows.col)
+        # video view: user–vlogger–user and user–vlogger–video endpoints
+        walks = metapath_walks(fcsr, transpose_csr(*fcsr, P), transpose_csr(*ic, P), users,
+                               num_walks=c.num_walks, walk_length=c.walk_length, q1=c.q1, q2=c.q2,
+                               generator=gen)
+        ui_u = torch.cat([graph.users(), walks.user_item[0], walks.user_user[0]])
+        ui_v = torch.cat([graph.col + U, walks.user_item[1] + U, walks.user_user[1]])
+        # vlogger view: p - u - v - u' endpoints (u', p); the walk's "creator" is a video here
+        no_items = (torch.zeros(I + 1, dtype=torch.long, device=dev), graph.col[:0])
+        uvu = metapath_walks((graph.rowptr, graph.col), transpose_csr(graph.rowptr, graph.col, I),
+                             no_items, users, num_walks=c.num_walks, walk_length=c.walk_length,
+                             q1=c.q1, q2=0.0, generator=gen).user_user
+        p = walk_step(*fcsr, uvu[0], gen)
+        keys = torch.unique(torch.cat([follows.keys(), uvu[1][p >= 0] * P + p[p >= 0]]))
+        up_graph = BipartiteGraph.from_edges(keys // P, keys % P, U, P)
+        ic_rows = torch.repeat_interleave(torch.arange(I, device=dev), ic[0][1:] - ic[0][:-1])
+        return VAGNNState(
+            video_adj=sym_norm_edges(ui_u, ui_v, U + I),
+            vlogger_adj=sym_norm_adjacency(up_graph),
+            creator_pool=mean_pool_matrix(ic[1], ic_rows, P, I),
+            item_user_pool=mean_pool_matrix(graph.col, graph.users(), I, U),
+            item_creator_pool=mean_pool_matrix(ic_rows, ic[1], I, P),
+            has_creator=(ic[0][1:] > ic[0][:-1]),
+            follows=follows, follow_keys=follows.keys())
+
+    # -- embeddings --------------------------------------------------------------------------
+    def ego_embeddings(self) -> tuple[Tensor, Tensor]:
+        return self.user.weight, self.item.weight
+
+    def views(self, s: VAGNNState) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
+        """Per-view ``(users [U, d], videos [I, d], vloggers [P, d])`` lists, video view first."""
+        c, U = self.config, self.num_users
+        us, vs, ps = [], [], []
+        if c.video_view:  # eqs 1–5
+            out = propagate(s.video_adj, torch.cat([self.user.weight, self.item.weight]), c.num_layers)
+            us.append(out[:U]), vs.append(out[U:]), ps.append(pool(s.creator_pool, out[U:]))
+        if c.vlogger_view:  # eqs 6–10
+            out = propagate(s.vlogger_adj, torch.cat([self.user.weight, self.creator.weight]),
+                            c.num_layers)
+            us.append(out[:U]), ps.append(out[U:]), vs.append(pool(s.item_user_pool, out[:U]))
+        return us, vs, ps
+
+    def gate(self, video: Tensor, vlogger: Tensor) -> Tensor:
+        """``w = sigmoid(e_v^T Q e_p(v))`` per row of ``video``, ``vlogger [N, kd]`` → ``[N]``."""
+        return torch.sigmoid(((video @ self.Q) * vlogger).sum(-1))
+
+    def item_vectors(self, s: VAGNNState, video: Tensor, vlogger: Tensor) -> Tensor:
+        """``w_v e_v + (1 - w_v) e_p(v)`` ``[I, kd]``; ``e_v`` without ``vlogger_score``."""
+        if not self.config.vlogger_score:
+            return video
+        pv = pool(s.item_creator_pool, vlogger)  # [I, kd], mean over the video's vloggers
+        w = torch.where(s.has_creator, self.gate(video, pv), torch.ones_like(pv[:, 0]))  # [I]
+        return w[:, None] * video + (1 - w[:, None]) * pv
+
+    def embed(self, s: VAGNNState) -> tuple[Tensor, Tensor]:
+        us, vs, ps = self.views(s)
+        return torch.cat(us, -1), self.item_vectors(s, torch.cat(vs, -1), torch.cat(ps, -1))
+
+    # -- loss ---------------------------------------------------------------------------------
+    def _vlogger_triples(self, s: VAGNNState, users: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """One followed vlogger and one non-followed vlogger per batch user that follows any."""
+        pos = walk_step(s.follows.rowptr, s.follows.col, users)
+        users, pos = users[pos >= 0], pos[pos >= 0]
+        neg = uniform_negatives(users, s.follow_keys, self.num_creators, 1)[:, 0]
+        return users, pos, neg
+
+    def loss(self, batch: BPRBatch, s: VAGNNState) -> dict[str, Tensor]:
+        c = self.config
+        us, vs, ps = self.views(s)
+        user_emb, creator_emb = torch.cat(us, -1), torch.cat(ps, -1)
+        item_emb = self.item_vectors(s, torch.cat(vs, -1), creator_emb)
+        u, p, n = user_emb[batch.users], item_emb[batch.pos], item_emb[batch.neg]  # [B,kd] [B,kd] [B,k,kd]
+        video = bpr_loss((u * p).sum(-1), torch.einsum("bd,bkd->bk", u, n))
+        zero = user_emb.sum() * 0
+        vu, vp, vn = self._vlogger_triples(s, batch.users)
+        vlogger = zero
+        if c.vlogger_loss and vu.numel():
+            eu = user_emb[vu]
+            vlogger = bpr_loss((eu * creator_emb[vp]).sum(-1), (eu * creator_emb[vn]).sum(-1, keepdim=True))
+        cl = zero
+        if c.contrastive and len(us) == 2:  # eq 14
+            first = self.ic_col[self.ic_rowptr[batch.pos[s.has_creator[batch.pos]]]]
+            nodes = (torch.unique(batch.users), torch.unique(batch.pos),
+                     torch.unique(torch.cat([vp, first])))
+            cl = sum(info_nce(a[i], b[i], c.tau) for (a, b), i in zip((us, vs, ps), nodes)) / 3
+        rows = [self.creator.weight[vp], self.creator.weight[vn]] if c.vlogger_loss else []
+        reg = l2_loss(self.user.weight[batch.users], self.item.weight[batch.pos],
+                      self.item.weight[batch.neg], *rows) / len(batch)
+        total = video + c.vlogger_weight * vlogger + c.cl_weight * cl + self.reg_weight * reg
+        return {"loss": total, "video": video, "vlogger": vlogger, "cl": cl, "l2": reg}
+
+    def extra_repr(self) -> str:
+        c = self.config
+        flags = [f for f in ("contrastive", "vlogger_loss", "video_view", "vlogger_view",
+                             "vlogger_score") if not getattr(c, f)]
+        return (f"users={self.num_users}, videos={self.num_items}, vloggers={self.num_creators}, "
+                f"d={c.embedding_dim}, layers={c.num_layers}, off={flags or 'none'}")

@@ -1,0 +1,158 @@
+import math
+
+import pytest
+import torch
+
+from reelgraph.graph import BipartiteGraph, to_csr
+from reelgraph.models import MFConfig
+from reelgraph.models.a2bm2gl import (A2BM2GL, A2BM2GLConfig, adaptive_loss, constraint_beta,
+                                      knn_graph, rwr_top_n, self_loop_norm_adjacency)
+from reelgraph.models.base import bpr_loss
+from reelgraph.samplers.batch import BPRBatch
+
+# 2 users, 2 items: u0-i0, u0-i1, u1-i1. Degrees u0=2, u1=1, i0=1, i1=2 (d+1: 3, 2, 2, 3).
+GRAPH = BipartiteGraph.from_edges(torch.tensor([0, 0, 1]), torch.tensor([0, 1, 1]), 2, 2)
+
+
+def test_self_loop_norm_adjacency_by_hand():
+    a = self_loop_norm_adjacency(GRAPH).to_dense()
+    r6 = 1 / math.sqrt(6)
+    expected = torch.tensor([[1 / 3, 0, r6, 1 / 3],    # u0: self 1/(2+1), i0 1/sqrt(3*2), i1 1/3
+                             [0, 0.5, 0, r6],          # u1: self 1/2, i1 1/sqrt(2*3)
+                             [r6, 0, 0.5, 0],          # i0
+                             [1 / 3, r6, 0, 1 / 3]])   # i1
+    assert torch.allclose(a, expected)
+    x = torch.tensor([[1.0], [2.0], [3.0], [4.0]])  # eq. 1 for u0: x_u/(d_u+1) + sum ...
+    assert torch.allclose((a @ x)[0], torch.tensor([1 / 3 + 3 * r6 + 4 / 3]))
+
+
+def test_constraint_beta_by_hand():
+    got = constraint_beta(torch.tensor([2, 1]), torch.tensor([1, 3]))
+    assert torch.allclose(got, torch.tensor([0.5 * math.sqrt(3 / 2), math.sqrt(2 / 4)]))
+
+
+def test_adaptive_and_margin_loss_by_hand():
+    pos, neg = torch.tensor([2.0, 0.0]), torch.tensor([[1.0, 3.0], [0.0, 0.0]])
+    upper, lower = torch.tensor([3.0, 1.0]), torch.tensor([0.0, 0.5])
+    rec, margin = adaptive_loss(pos, neg, upper, lower, margin=1.0)
+    # positives: (3-2)^2, (1-0)^2 -> 1; negatives: 1, 9, 0.25, 0.25 -> 2.625
+    assert math.isclose(rec.item(), 1.0 + 2.625, rel_tol=1e-6)
+    assert math.isclose(margin.item(), (0.0 + 0.5) / 2, rel_tol=1e-6)  # gaps 3 and 0.5
+
+
+def _dense_rwr(adj: torch.Tensor, alpha: float, steps: int) -> torch.Tensor:
+    p = adj / adj.sum(1, keepdim=True).clamp(min=1)
+    eye = torch.eye(adj.size(0), dtype=torch.float64)
+    a, m = eye, torch.zeros_like(eye)
+    for _ in range(steps):
+        a = alpha * a @ p + (1 - alpha) * eye
+        m = m + a
+    return m.fill_diagonal_(-1.0)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_rwr_top_n_matches_dense_reference(seed):
+    gen = torch.Generator().manual_seed(seed)
+    n = 11  # node 10 is isolated: no neighbours to keep
+    row, col = torch.randint(0, 10, (18,), generator=gen), torch.randint(0, 10, (18,), generator=gen)
+    keep = row != col
+    adj = torch.zeros(n, n, dtype=torch.float64)
+    adj[row[keep], col[keep]] = adj[col[keep], row[keep]] = 1.0
+    r, c = adj.nonzero(as_tuple=True)
+    rowptr, col_csr, _ = to_csr(r, c, n)
+    index, value = rwr_top_n(rowptr, col_csr, alpha=0.8, steps=4, top_n=4, chunk_elements=3 * n)
+    m = _dense_rwr(adj, 0.8, 4)
+    expected = m.topk(4, dim=1).values.clamp(min=0)
+    assert torch.allclose(value.double(), expected, atol=1e-5)              # the top-4 values
+    assert torch.allclose(m.gather(1, index).clamp(min=0), value.double(), atol=1e-5)
+    assert not (index == torch.arange(n).unsqueeze(1)).any()                 # never the seed
+    assert (value[10] == 0).all()
+
+
+def test_knn_graph_picks_nearest_by_cosine():
+    x = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 1.0]])
+    assert knn_graph(x, 1, chunk_size=3).flatten().tolist() == [1, 0, 3, 2]
+
+
+def _tiny(**kw):
+    gen = torch.Generator().manual_seed(0)
+    users = torch.arange(6).repeat_interleave(3)
+    items = torch.tensor([0, 1, 2, 1, 2, 3, 3, 4, 5, 4, 5, 6, 6, 7, 0, 7, 0, 1])
+    graph = BipartiteGraph.from_edges(users, items, 6, 8)
+    features = {"visual": torch.randn(8, 5, generator=gen), "textual": torch.randn(8, 3, generator=gen)}
+    torch.manual_seed(0)
+    model = A2BM2GL(6, 8, features, A2BM2GLConfig(embedding_dim=8, knn_k=2, rwr_top_n=4, **kw))
+    batch = BPRBatch(torch.tensor([0, 3, 5]), torch.tensor([1, 4, 7]), torch.tensor([[5, 6], [0, 1], [2, 3]]))
+    return model, graph, batch
+
+
+def test_gradient_reaches_every_parameter():
+    model, graph, batch = _tiny()
+    out = model.loss(batch, model.prepare(graph))
+    assert set(out) == {"loss", "rec", "margin", "str", "sem", "l2"}
+    out["loss"].backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize("flags, terms", [
+    (dict(adaptive_loss=False), {"loss", "bpr", "str", "sem", "l2"}),        # model-al
+    (dict(anti_bottleneck=False), {"loss", "rec", "margin", "str", "sem", "l2"}),  # model-an
+    (dict(str_loss=False), {"loss", "rec", "margin", "sem", "l2"}),          # model-str
+])
+def test_ablations(flags, terms):
+    model, graph, batch = _tiny(**flags)
+    state = model.prepare(graph)
+    out = model.loss(batch, state)
+    assert set(out) == terms and torch.isfinite(out["loss"])
+    if not model.config.anti_bottleneck:
+        assert state.rwr is None and model.attention.numel() == 0
+
+
+def test_loss_scores_the_embeddings_embed_returns():
+    model, graph, batch = _tiny(adaptive_loss=False)
+    state = model.prepare(graph)
+    u, i = model.embed(state)
+    expected = bpr_loss((u[batch.users] * i[batch.pos]).sum(-1),
+                        torch.einsum("bd,bkd->bk", u[batch.users], i[batch.neg]))
+    assert torch.allclose(model.loss(batch, state)["bpr"], expected)
+
+
+def test_runs_without_features():
+    _, graph, batch = _tiny()
+    model = A2BM2GL(6, 8, None, A2BM2GLConfig(embedding_dim=8, rwr_top_n=4))
+    out = model.loss(batch, model.prepare(graph))
+    assert "sem" not in out and torch.isfinite(out["loss"])
+    assert [t.shape for t in model.embed(model.prepare(graph))] == [(6, 8), (8, 8)]
+
+
+def test_short_fit_beats_bpr_mf(tmp_path):
+    """A planted world with a strong visual signal; both models trained the same way."""
+    from reelgraph.data.synthetic import WorldConfig, generate_world
+    from reelgraph.lightning_modules._pl import pl
+    from reelgraph.lightning_modules.datamodule import RecDataModule
+    from reelgraph.lightning_modules.module import RecModule
+    world = WorldConfig(num_users=400, num_items=600, num_creators=60, num_communities=8,
+                        popularity_exponent=2.0, avg_interactions=20, max_interactions=80,
+                        noise=0.05, kg=False, visual_dim=32, visual_signal=0.9, acoustic_dim=0,
+                        textual_dim=0, chunk_users=400)
+    generate_world(str(tmp_path / "world"), world)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a shared, loaded machine: oversubscribed threads cost 10x
+    try:
+        recall = {}
+        for name, config in (("mf", MFConfig(embedding_dim=32)),
+                             ("a2bm2gl", A2BM2GLConfig(embedding_dim=32))):
+            pl.seed_everything(0)
+            dm = RecDataModule(data=str(tmp_path / "world"), cache_dir=str(tmp_path / "cache"),
+                               batch_size=512, num_negatives=4)
+            module = RecModule(config, lr=1e-2, ks=(20,), auc=False)
+            trainer = pl.Trainer(max_epochs=15, accelerator="cpu", logger=False,
+                                 enable_progress_bar=False, enable_model_summary=False,
+                                 enable_checkpointing=False, num_sanity_val_steps=0,
+                                 check_val_every_n_epoch=100, default_root_dir=str(tmp_path))
+            trainer.fit(module, datamodule=dm)
+            recall[name] = trainer.test(module, datamodule=dm, verbose=False)[0]["test/recall@20"]
+    finally:
+        torch.set_num_threads(threads)
+    assert recall["a2bm2gl"] > 1.15 * recall["mf"], recall

@@ -1,0 +1,197 @@
+"""GraphSAGE / PinSage: aggregation by hand, no target-edge leakage, gradients, a short fit."""
+import pytest
+import torch
+
+from reelgraph.data.synthetic import WorldConfig, generate_world
+from reelgraph.graph import BipartiteGraph
+from reelgraph.lightning_modules._pl import pl
+from reelgraph.lightning_modules.cli import popularity_baseline
+from reelgraph.lightning_modules.datamodule import RecDataModule
+from reelgraph.lightning_modules.module import RecModule
+from reelgraph.models.sage import SAGE, SAGEConfig, SAGELayer, mean_weights
+from reelgraph.samplers.batch import BPRBatch
+
+
+def _graph(num_users=30, num_items=40, num_edges=250, seed=0) -> BipartiteGraph:
+    g = torch.Generator().manual_seed(seed)
+    u = torch.randint(num_users, (num_edges,), generator=g)
+    i = torch.randint(num_items, (num_edges,), generator=g)
+    keys = torch.unique(u * num_items + i)
+    return BipartiteGraph.from_edges(keys // num_items, keys % num_items, num_users, num_items)
+
+
+def _batch(graph: BipartiteGraph, n=12, k=3, seed=1) -> BPRBatch:
+    g = torch.Generator().manual_seed(seed)
+    e = torch.randperm(graph.num_edges, generator=g)[:n]
+    neg = torch.randint(graph.num_items, (n, k), generator=g)
+    return BPRBatch(graph.users()[e], graph.col[e], neg)
+
+
+# -- one aggregation step by hand -----------------------------------------------------------
+H = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])  # node 0 aggregates nodes 1 and 2
+ROW, COL = torch.tensor([0, 0]), torch.tensor([1, 2])
+
+
+def _fixed_layer(aggregator: str) -> SAGELayer:
+    layer = SAGELayer(2, 2, aggregator)
+    with torch.no_grad():
+        layer.linear.weight.copy_(torch.tensor([[1.0, 0.0, 2.0, 0.0], [0.0, -1.0, 0.0, 3.0]]))
+        layer.linear.bias.copy_(torch.tensor([0.5, 0.0]))
+        if layer.pool is not None:
+            layer.pool.weight.copy_(torch.tensor([[1.0, 0.0], [-1.0, 1.0]]))
+            layer.pool.bias.copy_(torch.tensor([0.0, -0.5]))
+    return layer
+
+
+def test_mean_aggregation_by_hand():
+    out = _fixed_layer("mean")(H[:1], H, ROW, COL, mean_weights(ROW, 1))
+    # agg = mean([0,1],[1,1]) = [0.5, 1]; W [1,0 || 0.5,1] + b = [1 + 1 + .5, 0 + 3]
+    assert torch.allclose(out, torch.tensor([[2.5, 3.0]]))
+
+
+def test_maxpool_aggregation_by_hand():
+    out = _fixed_layer("maxpool")(H[:1], H, ROW, COL, mean_weights(ROW, 1))
+    # relu(P h + c): node 1 -> relu([0, 0.5]) = [0, .5]; node 2 -> relu([1, -.5]) = [1, 0]
+    # max = [1, 0.5]; W [1,0 || 1,0.5] + b = [1 + 2 + .5, 0 + 1.5]
+    assert torch.allclose(out, torch.tensor([[3.5, 1.5]]))
+
+
+def test_importance_weights_are_a_weighted_mean():
+    w = torch.tensor([0.25, 0.75])
+    out = _fixed_layer("importance")(H[:1], H, ROW, COL, w)
+    agg = 0.25 * H[1] + 0.75 * H[2]  # [0.75, 1]
+    assert torch.allclose(out, torch.tensor([[1 + 2 * agg[0] + 0.5, 3 * agg[1]]]))
+
+
+# -- no leakage of target edges -------------------------------------------------------------
+def _seeds(model, batch):
+    items = torch.cat([batch.pos.unsqueeze(1), batch.neg], 1).flatten() + model.num_users
+    return torch.unique(torch.cat([batch.users, items]))
+
+
+@pytest.mark.parametrize("aggregator", ["mean", "maxpool"])
+def test_uniform_neighbourhood_excludes_target_edges(aggregator):
+    graph = _graph()
+    model = SAGE(graph.num_users, graph.num_items,
+                 SAGEConfig(embedding_dim=4, aggregator=aggregator, fanouts=[-1, -1]))
+    state, batch = model.prepare(graph), _batch(graph)
+    sub = model.sample(state, _seeds(model, batch), batch.users, batch.pos)
+    src, dst = sub.node[sub.row], sub.node[sub.col]
+    target = set(zip(batch.users.tolist(), (batch.pos + graph.num_users).tolist()))
+    pairs = set(zip(src.tolist(), dst.tolist())) | set(zip(dst.tolist(), src.tolist()))
+    assert not (pairs & target)
+    # everything else of the seeds' 1-hop neighbourhood is there (fan-out -1)
+    seed_deg = (state.rowptr[1:] - state.rowptr[:-1])[sub.node[: sub.num_sampled_nodes[0]]]
+    assert sub.num_sampled_edges[0] == int(seed_deg.sum()) - 2 * len(target)
+
+
+def test_outputs_equal_those_on_the_graph_without_the_target_edges():
+    """With full fan-outs the sampled neighbourhood is exact, so the seeds' outputs must equal
+    those computed on a graph where the batch's target edges never existed."""
+    graph, cfg = _graph(), SAGEConfig(embedding_dim=4, fanouts=[-1, -1])
+    model = SAGE(graph.num_users, graph.num_items, cfg)
+    batch = _batch(graph)
+    keys = graph.keys()
+    drop = torch.isin(keys, batch.users * graph.num_items + batch.pos)
+    rest = BipartiteGraph.from_edges(keys[~drop] // graph.num_items, keys[~drop] % graph.num_items,
+                                     graph.num_users, graph.num_items)
+    seeds = _seeds(model, batch)
+    with torch.no_grad():
+        out, _ = model(model.sample(model.prepare(graph), seeds, batch.users, batch.pos))
+        ref, _ = model(model.sample(model.prepare(rest), seeds, batch.users[:0], batch.pos[:0]))
+        leaky, _ = model(model.sample(model.prepare(graph), seeds, batch.users[:0], batch.pos[:0]))
+    assert torch.allclose(out, ref, atol=1e-6)
+    assert not torch.allclose(out, leaky, atol=1e-6)  # the check can fail
+
+
+def test_importance_walks_skip_target_edges():
+    # user 0's only item is item 0 (the target), shared with user 3: without that edge the
+    # walks from user 0 find nobody; with it they reach user 3
+    users = torch.tensor([0, 1, 1, 2, 2, 3])
+    items = torch.tensor([0, 1, 2, 1, 2, 0])
+    graph = BipartiteGraph.from_edges(users, items, 4, 3)
+    model = SAGE(4, 3, SAGEConfig(embedding_dim=4, aggregator="importance", num_walks=50))
+    state = model.prepare(graph)
+    batch = BPRBatch(torch.tensor([0, 1]), torch.tensor([0, 1]), torch.tensor([[2], [0]]))
+    seeds = _seeds(model, batch)
+    sub = model.sample(state, seeds, batch.users, batch.pos)
+    rows = set(sub.node[sub.row].tolist())
+    assert 0 not in rows  # user 0 has no neighbours
+    assert {1, 5} <= rows  # user 1 reaches user 2 via item 2; item 1 (global 4 + 1) item 2
+    pairs = set(zip(sub.node[sub.row].tolist(), sub.node[sub.col].tolist()))
+    assert (1, 2) in pairs and (5, 6) in pairs
+    free = model.sample(state, seeds, batch.users[:0], batch.pos[:0])
+    assert (0, 3) in set(zip(free.node[free.row].tolist(), free.node[free.col].tolist()))
+
+
+# -- gradients, determinism ----------------------------------------------------------------
+@pytest.mark.parametrize("aggregator,loss", [("mean", "bpr"), ("maxpool", "margin"),
+                                             ("importance", "bpr")])
+def test_gradient_reaches_every_parameter(aggregator, loss):
+    graph = _graph()
+    feats = torch.randn(graph.num_items, 5, generator=torch.Generator().manual_seed(0))
+    model = SAGE(graph.num_users, graph.num_items,
+                 SAGEConfig(embedding_dim=8, aggregator=aggregator, loss=loss, margin=1.0,
+                            input="both", hard_negatives=2, hard_rank_range=(2, 10)), feats)
+    state = model.prepare(graph)
+    model.embed(state)  # fills the cache: hard negatives are on
+    terms = model.loss(_batch(graph), state)
+    assert set(terms) == {"loss", loss, "l2"} and torch.isfinite(terms["loss"])
+    terms["loss"].backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize("aggregator", ["mean", "importance"])
+def test_embed_is_deterministic_and_chunk_independent(aggregator):
+    graph = _graph()
+    cfg = SAGEConfig(embedding_dim=8, aggregator=aggregator, chunk_size=7, inference_fanout=-1)
+    model = SAGE(graph.num_users, graph.num_items, cfg)
+    state = model.prepare(graph)
+    a, b = model.embed(state), model.embed(state)
+    assert a[0].shape == (graph.num_users, 8) and a[1].shape == (graph.num_items, 8)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    if aggregator == "mean":  # full neighbourhoods: chunking changes nothing
+        cfg.chunk_size = 4096
+        c = model.embed(state)
+        assert torch.allclose(a[1], c[1], atol=1e-6)
+
+
+def test_config_rejects_bad_values():
+    with pytest.raises(ValueError, match="aggregator"):
+        SAGEConfig(aggregator="lstm")
+    with pytest.raises(ValueError, match="fanouts"):
+        SAGEConfig(num_layers=3, fanouts=[10, 5])
+
+
+# -- a short fit ----------------------------------------------------------------------------
+WORLD = WorldConfig(num_users=400, num_items=600, num_creators=60, num_communities=8,
+                    popularity_exponent=2.0,
+                    avg_interactions=20, max_interactions=80, noise=0.05, kg=False,
+                    visual_dim=0, acoustic_dim=0, textual_dim=0, chunk_users=400)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("world"))
+    generate_world(out, WORLD)
+    return out
+
+
+def test_fit_beats_most_popular(world, tmp_path):
+    torch.set_num_threads(1)
+    pl.seed_everything(0)
+    dm = RecDataModule(data=world, cache_dir=str(tmp_path / "cache"), batch_size=512,
+                       num_negatives=4)
+    module = RecModule(SAGEConfig(embedding_dim=32, fanouts=[10, 5]), lr=1e-2, ks=(20,))
+    trainer = pl.Trainer(max_epochs=EPOCHS, accelerator="cpu", logger=False,
+                         enable_progress_bar=False, enable_model_summary=False,
+                         enable_checkpointing=False, default_root_dir=str(tmp_path),
+                         num_sanity_val_steps=0, check_val_every_n_epoch=EPOCHS)
+    trainer.fit(module, datamodule=dm)
+    test = trainer.test(module, datamodule=dm, verbose=False)[0]
+    pop = popularity_baseline(dm, (20,))
+    assert test["test/recall@20"] > 1.3 * pop["test/recall@20"], (test, pop)
+
+
+EPOCHS = 10
