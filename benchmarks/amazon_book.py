@@ -104,9 +104,12 @@ def main(argv=None) -> None:
     p.add_argument("--accelerator", default="auto")
     p.add_argument("--max-minutes", type=float, default=None, help="stop training after this long")
     p.add_argument("--no-propagation-ratio", action="store_true")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     a = p.parse_args(argv)
     torch.manual_seed(0)
-    print(" ".join(sys.argv))
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    print(" ".join(sys.argv), f"({torch.get_num_threads()} threads)")
     dm = RecDataModule(data=a.data, batch_size=a.batch_size, num_negatives=a.negatives,
                        eval_batch_size=4096)
     dm.prepare_data()

@@ -1,4 +1,4 @@
-"""NGCF, SimGCL and VA-GNN (with its ablations A–E) against LightGCN, same data, same loop.
+"""NGCF, SimGCL, VA-GNN (ablations A–E), GraphSAGE and PinSage against LightGCN, same loop.
 
 Every model trains through the product path (RecDataModule + RecModule + a Lightning Trainer)
 for the same number of epochs with the same optimiser, batch size and negatives; then the test
@@ -28,13 +28,15 @@ from reelgraph.lightning_modules.datamodule import RecDataModule
 from reelgraph.lightning_modules.module import RecModule
 from reelgraph.models import LightGCNConfig, MFConfig, ModelConfig
 from reelgraph.models.ngcf import NGCFConfig
+from reelgraph.models.sage import SAGEConfig
 from reelgraph.models.simgcl import SimGCLConfig
 from reelgraph.models.vagnn import VAGNNConfig
 
 ML100K = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "ml-100k")
 ABLATIONS = {"A": {"contrastive": False}, "B": {"vlogger_loss": False}, "C": {"video_view": False},
              "D": {"vlogger_view": False}, "E": {"vlogger_score": False}}
-MODELS = ["mf", "lightgcn", "ngcf", "simgcl", "vagnn"] + [f"vagnn-{k}" for k in ABLATIONS]
+MODELS = (["mf", "lightgcn", "ngcf", "simgcl", "vagnn"] + [f"vagnn-{k}" for k in ABLATIONS]
+          + ["sage", "pinsage"])
 KS = (10, 20, 50)
 
 
@@ -48,6 +50,8 @@ def config(name: str, a: argparse.Namespace) -> ModelConfig:
         return LightGCNConfig(**layers)
     if name == "ngcf":
         return NGCFConfig(**layers)
+    if name in ("sage", "pinsage"):  # sampled mini-batch mode
+        return SAGEConfig(**common, aggregator="mean" if name == "sage" else "importance")
     if name == "simgcl":
         return SimGCLConfig(**layers, cl_weight=a.simgcl_lambda)
     base = VAGNNConfig(**layers, vlogger_weight=a.vagnn_lambda1, cl_weight=a.vagnn_lambda2,

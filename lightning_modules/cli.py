@@ -30,6 +30,7 @@ from reelgraph.metrics import RankingResult, popularity_scores, evaluate
 LightningCLI = importlib.import_module(pl.__name__ + ".cli").LightningCLI  # the same package as `pl`
 
 MONITOR = "val/recall@20"
+TRAINER_DEFAULTS = {"default_root_dir": "runs", "max_epochs": 30, "num_sanity_val_steps": 0}
 log = logging.getLogger("reelgraph")
 
 
@@ -94,8 +95,7 @@ def main(args=None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     torch.set_float32_matmul_precision("high")
     ReelGraphCLI(RecModule, RecDataModule, seed_everything_default=0, args=args,
-                 trainer_defaults={"default_root_dir": "runs", "max_epochs": 30,
-                                   "num_sanity_val_steps": 0, "callbacks": [EpochSummary()]},
+                 trainer_defaults={**TRAINER_DEFAULTS, "callbacks": [EpochSummary()]},
                  save_config_kwargs={"overwrite": True})
 
 

@@ -42,7 +42,7 @@ class RecModule(pl.LightningModule):
         weight_decay: Adam weight decay (the models' L2 on batch embeddings is separate).
         ks: cut-offs of the ranking metrics; ``recall@20`` drives early stopping and checkpoints.
         item_chunk_size: items scored at once per user batch (bounds evaluation memory).
-        auc: also compute full AUC when testing (validation skips it: it costs a sort per batch).
+        auc: also compute exact AUC when testing (validation skips it: it scans every item per test pair).
 
     The model is built in ``configure_model`` from the data module's store; to use a checkpoint
     outside a Trainer, see :meth:`from_checkpoint`.
@@ -57,6 +57,7 @@ class RecModule(pl.LightningModule):
         self.model: Recommender | None = None
         self._graphs: dict[str, BipartiteGraph] = {}
         self._state: Any = None
+        self._state_device: torch.device | None = None
         self._result: RankingResult | None = None
 
     # -- setup -----------------------------------------------------------------------------
@@ -68,7 +69,8 @@ class RecModule(pl.LightningModule):
     def from_checkpoint(cls, path: str, store: GraphStore, map_location="cpu") -> "RecModule":
         """The module of a checkpoint, its model built for ``store`` (the store it was trained on)."""
         ckpt = torch.load(path, map_location=map_location, weights_only=False)
-        module = cls(**ckpt["hyper_parameters"])
+        hparams = {k: v for k, v in ckpt["hyper_parameters"].items() if not k.startswith("_")}
+        module = cls(**hparams)  # LightningCLI adds "_instantiator"
         module.model = module.config.build(store)
         module.load_state_dict(ckpt["state_dict"])
         return module
@@ -87,7 +89,7 @@ class RecModule(pl.LightningModule):
 
     def state(self) -> Any:
         """The model's prepared graph state (e.g. normalised adjacency) on this device."""
-        if self._state is None or getattr(self, "_state_device", None) != self.device:
+        if self._state is None or self._state_device != self.device:
             self._state, self._state_device = self.model.prepare(self.graph("train")), self.device
         return self._state
 
@@ -105,7 +107,7 @@ class RecModule(pl.LightningModule):
                     f"{self.global_step}; lower the learning rate or check the input features. The "
                     "last checkpoint is intact: resume with --ckpt_path last")
         self.log_dict({f"train/{k}": v for k, v in terms.items()}, prog_bar=False,
-                      on_step=True, on_epoch=True, batch_size=len(batch))
+                      on_step=True, on_epoch=True, sync_dist=True, batch_size=len(batch))
         self.log("loss", terms["loss"], prog_bar=True, logger=False, batch_size=len(batch))
         return terms["loss"]
 

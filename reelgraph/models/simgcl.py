@@ -20,11 +20,10 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from reelgraph.graph import BipartiteGraph
-from reelgraph.models.base import ModelConfig, Recommender, bpr_loss, l2_loss
-from reelgraph.models.lightgcn import sym_norm_adjacency, sym_spmm
+from reelgraph.models.base import ModelConfig
+from reelgraph.models.lightgcn import LightGCN, sym_spmm
 from reelgraph.samplers.batch import BPRBatch
 
 
@@ -67,46 +66,27 @@ def perturbed_propagate(adj: Tensor, x: Tensor, num_layers: int, eps: float) -> 
     return out / num_layers
 
 
-class SimGCL(Recommender):
+class SimGCL(LightGCN):
     """LightGCN encoder trained with BPR plus cross-view InfoNCE of two noisy views."""
 
     def __init__(self, num_users: int, num_items: int, config: SimGCLConfig = SimGCLConfig()):
-        super().__init__()
         if config.num_layers < 1:
             raise ValueError(f"SimGCL needs num_layers >= 1 (got {config.num_layers})")
-        self.num_users, self.num_items, self.config = num_users, num_items, config
-        self.reg_weight = config.reg_weight
-        self.embedding = nn.Embedding(num_users + num_items, config.embedding_dim)  # users first
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        nn.init.normal_(self.embedding.weight, std=self.config.init_std)
-
-    def prepare(self, graph: BipartiteGraph) -> Tensor:
-        return sym_norm_adjacency(graph)
-
-    def ego_embeddings(self) -> tuple[Tensor, Tensor]:
-        return self.embedding.weight[: self.num_users], self.embedding.weight[self.num_users:]
-
-    def _split(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        return x[: self.num_users], x[self.num_users:]
+        super().__init__(num_users, num_items, config)
 
     def embed(self, adj: Tensor, eps: float = 0.0) -> tuple[Tensor, Tensor]:
         """The clean view (``eps = 0``) or one perturbed view, ``(user [U, d], item [I, d])``."""
-        return self._split(perturbed_propagate(adj, self.embedding.weight, self.config.num_layers, eps))
+        out = perturbed_propagate(adj, self.embedding.weight, self.config.num_layers, eps)
+        return out[: self.num_users], out[self.num_users:]
 
     def loss(self, batch: BPRBatch, adj: Tensor) -> dict[str, Tensor]:
         c = self.config
-        user_emb, item_emb = self.embed(adj)
-        u, p, n = user_emb[batch.users], item_emb[batch.pos], item_emb[batch.neg]  # [B,d] [B,d] [B,k,d]
-        bpr = bpr_loss((u * p).sum(-1), torch.einsum("bd,bkd->bk", u, n))
+        out = super().loss(batch, adj)  # BPR on the clean view + L2 on layer-0 rows
         (u1, i1), (u2, i2) = self.embed(adj, c.eps), self.embed(adj, c.eps)
         users, items = torch.unique(batch.users), torch.unique(batch.pos)
-        cl = info_nce(u1[users], u2[users], c.tau) + info_nce(i1[items], i2[items], c.tau)
-        ego_u, ego_i = self.ego_embeddings()
-        reg = l2_loss(ego_u[batch.users], ego_i[batch.pos], ego_i[batch.neg]) / len(batch)
-        return {"loss": bpr + c.cl_weight * cl + self.reg_weight * reg, "bpr": bpr, "cl": cl,
-                "l2": reg}
+        out["cl"] = info_nce(u1[users], u2[users], c.tau) + info_nce(i1[items], i2[items], c.tau)
+        out["loss"] = out["loss"] + c.cl_weight * out["cl"]
+        return out
 
     def extra_repr(self) -> str:
         c = self.config

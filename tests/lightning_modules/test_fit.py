@@ -1,5 +1,4 @@
 """The Lightning path end to end on a small planted world: learning, checkpoints, export, CLI."""
-import os
 
 import pyarrow.parquet as pq
 import pytest

@@ -1,15 +1,10 @@
 """NGCF: one propagation step by hand, gradients to every weight, a short fit beats BPR-MF."""
 import math
 
-import pytest
 import torch
-import torch.nn.functional as F
 
-from reelgraph.data.synthetic import WorldConfig, generate_world
+from reelgraph.data.synthetic import WorldConfig
 from reelgraph.graph import BipartiteGraph
-from reelgraph.lightning_modules._pl import pl
-from reelgraph.lightning_modules.datamodule import RecDataModule
-from reelgraph.lightning_modules.module import RecModule
 from reelgraph.models import MFConfig
 from reelgraph.models.lightgcn import sym_norm_adjacency
 from reelgraph.models.ngcf import NGCF, NGCFConfig, ngcf_layer
@@ -59,31 +54,8 @@ def test_every_parameter_gets_gradient():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
 
 
-@pytest.fixture(scope="module")
-def planted_world(tmp_path_factory):
-    out = str(tmp_path_factory.mktemp("world"))
-    generate_world(out, WORLD)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small sparse products: extra threads only contend on a busy machine
-    yield out
-    torch.set_num_threads(threads)
-
-
-def fit_recall(world: str, tmp_path, config, epochs: int = 15) -> float:
-    """Test Recall@20 after ``epochs`` epochs from seed 0, the same loop for every model."""
-    pl.seed_everything(0, verbose=False)
-    dm = RecDataModule(data=world, cache_dir=str(tmp_path / "cache"), batch_size=512,
-                       num_negatives=4)
-    module = RecModule(config, lr=1e-2, ks=(20,), auc=False)
-    trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", logger=False,
-                         enable_progress_bar=False, enable_model_summary=False,
-                         enable_checkpointing=False, limit_val_batches=0, num_sanity_val_steps=0,
-                         default_root_dir=str(tmp_path))
-    trainer.fit(module, datamodule=dm)
-    return trainer.test(module, datamodule=dm, verbose=False)[0]["test/recall@20"]
-
-
-def test_short_fit_beats_bpr_mf(planted_world, tmp_path):
-    ngcf = fit_recall(planted_world, tmp_path, NGCFConfig(embedding_dim=32, num_layers=2))
-    mf = fit_recall(planted_world, tmp_path, MFConfig(embedding_dim=32))
+def test_short_fit_beats_bpr_mf(make_world, fit_recall):
+    planted_world = make_world(WORLD)
+    ngcf = fit_recall(planted_world, NGCFConfig(embedding_dim=32, num_layers=2))
+    mf = fit_recall(planted_world, MFConfig(embedding_dim=32))
     assert ngcf > 1.1 * mf, (ngcf, mf)

@@ -4,11 +4,8 @@ import math
 import pytest
 import torch
 
-from reelgraph.data.synthetic import WorldConfig, generate_world
+from reelgraph.data.synthetic import WorldConfig
 from reelgraph.graph import BipartiteGraph
-from reelgraph.lightning_modules._pl import pl
-from reelgraph.lightning_modules.datamodule import RecDataModule
-from reelgraph.lightning_modules.module import RecModule
 from reelgraph.models import LightGCNConfig, MFConfig
 from reelgraph.models.lightgcn import sym_norm_adjacency
 from reelgraph.models.vagnn import VAGNN, VAGNNConfig, derived_follows
@@ -121,32 +118,9 @@ WORLD = WorldConfig(num_users=400, num_items=600, num_creators=60, num_communiti
 GRAPH = BipartiteGraph.from_edges(torch.tensor([0, 0, 1]), torch.tensor([0, 1, 1]), 2, 2)
 
 
-@pytest.fixture(scope="module")
-def planted_world(tmp_path_factory):
-    out = str(tmp_path_factory.mktemp("world"))
-    generate_world(out, WORLD)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small sparse products: extra threads only contend on a busy machine
-    yield out
-    torch.set_num_threads(threads)
-
-
-def fit_recall(world: str, tmp_path, config, epochs: int = 15) -> float:
-    """Test Recall@20 after ``epochs`` epochs from seed 0, the same loop for every model."""
-    pl.seed_everything(0, verbose=False)
-    dm = RecDataModule(data=world, cache_dir=str(tmp_path / "cache"), batch_size=512,
-                       num_negatives=4)
-    module = RecModule(config, lr=1e-2, ks=(20,), auc=False)
-    trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", logger=False,
-                         enable_progress_bar=False, enable_model_summary=False,
-                         enable_checkpointing=False, limit_val_batches=0, num_sanity_val_steps=0,
-                         default_root_dir=str(tmp_path))
-    trainer.fit(module, datamodule=dm)
-    return trainer.test(module, datamodule=dm, verbose=False)[0]["test/recall@20"]
-
-
-def test_short_fit_beats_bpr_mf_and_lightgcn(planted_world, tmp_path):
-    vagnn = fit_recall(planted_world, tmp_path, VAGNNConfig(embedding_dim=32, num_layers=2))
-    mf = fit_recall(planted_world, tmp_path, MFConfig(embedding_dim=32))
-    lightgcn = fit_recall(planted_world, tmp_path, LightGCNConfig(embedding_dim=32, num_layers=2))
+def test_short_fit_beats_bpr_mf_and_lightgcn(make_world, fit_recall):
+    planted_world = make_world(WORLD)
+    vagnn = fit_recall(planted_world, VAGNNConfig(embedding_dim=32, num_layers=2))
+    mf = fit_recall(planted_world, MFConfig(embedding_dim=32))
+    lightgcn = fit_recall(planted_world, LightGCNConfig(embedding_dim=32, num_layers=2))
     assert vagnn > 1.1 * mf and vagnn > lightgcn, (vagnn, mf, lightgcn)

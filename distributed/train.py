@@ -1,0 +1,221 @@
+"""Ray Train entry: the ``reelgraph fit`` YAML on N workers, with the same Lightning modules.
+
+Each Ray worker parses the config with the CLI's own parser (:class:`RayCLI`, a
+``ReelGraphCLI`` with ``run=False``), so one YAML drives ``reelgraph fit`` and this entry, and
+builds a plain ``pl.Trainer`` with Ray's DDP strategy, cluster environment and report callback.
+There is no second training loop: ``RecDataModule`` shards the training edges and the evaluated
+users by rank and ``RecModule`` all-reduces the metric sums, so the reported validation metrics
+equal a single-process evaluation of the same weights.
+
+Checkpoints: Ray's report callback saves one at the end of every epoch (after validation) into
+``<storage-path>/<name>/checkpoint_*``, keeping the best ``--num-to-keep`` by val/recall@20 plus
+the latest; a worker failure restarts the group (``--max-failures``) from the latest, and running
+the same command again (same ``--name`` and ``--storage-path``) resumes it too.
+
+Examples::
+
+    python -m reelgraph.distributed.train --config configs/lightgcn_synthetic.yaml --num-workers 2
+    python -m reelgraph.distributed.train --config configs/lightgcn_synthetic.yaml \\
+        --num-workers 8 --gpu --storage-path s3://bucket/runs --max-failures 3
+    python -m reelgraph.distributed.train --config cfg.yaml --num-workers 2 --max-failures 1 \\
+        --fail-at-epoch 1 --fail-rank 1 --trainer.max_epochs 3   # fault drill
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from contextlib import nullcontext
+from typing import Any, Sequence
+
+import ray
+import ray.train
+import torch
+from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train.lightning import (RayDDPStrategy, RayLightningEnvironment, RayTrainReportCallback,
+                                 prepare_trainer)
+from ray.train.torch import TorchTrainer
+
+from reelgraph.distributed.callbacks import EpochHistory, FailOnce, TrainThroughput
+from reelgraph.distributed.sparse import SparseRecModule
+from reelgraph.lightning_modules._pl import pl
+from reelgraph.lightning_modules.callbacks import EpochSummary
+from reelgraph.lightning_modules.cli import MONITOR, TRAINER_DEFAULTS, ReelGraphCLI
+from reelgraph.lightning_modules.datamodule import RecDataModule
+from reelgraph.lightning_modules.module import RecModule
+
+log = logging.getLogger("reelgraph")
+CHECKPOINT_FILE = RayTrainReportCallback.CHECKPOINT_NAME  # checkpoint_*/checkpoint.ckpt
+FAULT_MARKER = "fault-injected"                            # in <storage-path>/<name>/
+# what `reelgraph fit` (cli.main) passes; the CLI's own checkpoint callback is replaced by Ray's
+
+
+class RayCLI(ReelGraphCLI):
+    """The ``reelgraph fit`` parser; instantiates a Trainer for a Ray worker (or nothing).
+
+    Args:
+        args: command-line style arguments (``["--config", path_or_yaml, "--trainer.x", ...]``).
+        use_gpu: the workers hold one GPU each (accelerator ``gpu``), else ``cpu``.
+        callbacks: added after the config's callbacks, before Ray's report callback.
+        instantiate: False only parses and validates (the driver does this before starting Ray).
+        sparse: use :class:`~reelgraph.distributed.sparse.SparseRecModule` (its ``model:`` keys
+            add ``optimizer``; the model must produce sparse gradients, e.g. ``SparseMFConfig``).
+    """
+
+    def __init__(self, args: Sequence[str] | dict, use_gpu: bool = False,
+                 callbacks: Sequence[pl.Callback] = (), instantiate: bool = True,
+                 sparse: bool = False):
+        self._use_gpu, self._extra, self._instantiate = use_gpu, list(callbacks), instantiate
+        module = SparseRecModule if sparse else RecModule
+        argv, sys.argv = sys.argv, sys.argv[:1]  # a Ray worker's argv is Ray's, not ours
+        try:
+            super().__init__(module, RecDataModule, seed_everything_default=0, args=args,
+                             run=False, trainer_defaults=TRAINER_DEFAULTS,
+                             save_config_kwargs={"overwrite": True})
+        finally:
+            sys.argv = argv
+
+    def instantiate_classes(self) -> None:
+        if self._instantiate:
+            super().instantiate_classes()
+
+    def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
+        config = dict(self.config_init.get("trainer") or {})
+        clash = {k: config[k] for k in ("strategy", "plugins", "num_nodes") if config.get(k) not in
+                 (None, "auto", 1, [])}
+        if clash:
+            log.warning("ignoring trainer settings Ray owns under Ray Train: %s", clash)
+        cli_callbacks = [self.config_init[k] for k in self.parser.callback_keys]
+        callbacks = [c for c in [*cli_callbacks, *(config.get("callbacks") or [])]
+                     if not isinstance(c, pl.callbacks.ModelCheckpoint)]  # Ray checkpoints
+        callbacks += [EpochSummary(), *self._extra, RayTrainReportCallback(),
+                      self.save_config_callback(self.parser, self.config, **self.save_config_kwargs)]
+        config.update(callbacks=callbacks, strategy=RayDDPStrategy(), devices="auto", num_nodes=1,
+                      plugins=[RayLightningEnvironment()], enable_checkpointing=False,
+                      accelerator="gpu" if self._use_gpu else "cpu", **kwargs)
+        return prepare_trainer(pl.Trainer(**config))
+
+
+def train_func(config: dict) -> dict:
+    """One Ray worker: build model, data and Trainer from the CLI arguments; fit; resume if asked.
+
+    ``config``: ``cli_args`` (list), ``use_gpu`` (bool), optional ``fault`` (:class:`FailOnce`
+    kwargs), ``throughput`` and ``sparse`` (bool). Returns (rank 0's is the run's
+    ``return_value``) the epoch this attempt started at, every epoch's metrics and, if asked,
+    the training throughput.
+    """
+    history, timer = EpochHistory(), TrainThroughput()
+    extra = [history] + ([timer] if config.get("throughput") else [])
+    if config.get("fault"):
+        extra.append(FailOnce(**config["fault"]))
+    cli = RayCLI(config["cli_args"], use_gpu=config.get("use_gpu", False), callbacks=extra,
+                 sparse=config.get("sparse", False))
+    checkpoint = ray.train.get_checkpoint()  # the latest reported, after a failure or a rerun
+    with checkpoint.as_directory() if checkpoint else nullcontext() as folder:
+        ckpt_path = os.path.join(folder, CHECKPOINT_FILE) if folder else None
+        if ckpt_path:
+            log.info("resuming from %s", ckpt_path)
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt_path)
+    return {"start_epoch": history.start_epoch, "history": history.rows,
+            "throughput": timer.epochs, "resumed": checkpoint is not None,
+            "torch_threads": torch.get_num_threads()}
+
+
+def build_trainer(cli_args: Sequence[str], num_workers: int, use_gpu: bool = False,
+                  cpus_per_worker: float = 1.0, storage_path: str = "artifacts/ray_results",
+                  name: str = "reelgraph", max_failures: int = 0, num_to_keep: int | None = 2,
+                  fault: dict | None = None, throughput: bool = False,
+                  sparse: bool = False) -> TorchTrainer:
+    """A ``TorchTrainer`` running :func:`train_func` on ``num_workers`` workers.
+
+    ``fault``: ``{"epoch": E, "rank": R, "batch": B}`` arms :class:`FailOnce` with a marker in
+    the run folder (a local or shared ``storage_path``).
+    """
+    local = "://" not in storage_path
+    storage_path = os.path.abspath(storage_path) if local else storage_path
+    if fault is not None:
+        if not local:
+            raise ValueError("--fail-at-epoch needs a local or shared (NFS) --storage-path")
+        fault = {**fault, "marker": os.path.join(storage_path, name, FAULT_MARKER)}
+    resources = {"CPU": cpus_per_worker, **({"GPU": 1} if use_gpu else {})}
+    return TorchTrainer(
+        train_func,
+        train_loop_config={"cli_args": list(cli_args), "use_gpu": use_gpu, "fault": fault,
+                           "throughput": throughput, "sparse": sparse},
+        scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu,
+                                     resources_per_worker=resources),
+        run_config=RunConfig(
+            name=name, storage_path=storage_path,
+            failure_config=FailureConfig(max_failures=max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=num_to_keep,
+                                               checkpoint_score_attribute=MONITOR,
+                                               checkpoint_score_order="max")))
+
+
+def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
+    p = argparse.ArgumentParser(
+        prog="python -m reelgraph.distributed.train",
+        description="Train a ReelGraph model with Ray Train (DDP over N workers) from the same YAML "
+                    "config `reelgraph fit` takes. Any further `--trainer.*`, `--model.*`, "
+                    "`--data.*` arguments override the YAML exactly as in `reelgraph fit`.",
+        epilog="Resume: rerun with the same --name and --storage-path. A failed worker restarts "
+               "the group from the latest checkpoint up to --max-failures times. Paths inside the "
+               "config (data, cache_dir) are opened on every worker.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--config", required=True, help="YAML config of `reelgraph fit`")
+    p.add_argument("--num-workers", type=int, default=2, help="Ray Train workers (DDP ranks)")
+    p.add_argument("--gpu", action="store_true", help="one GPU per worker (NCCL), else CPU (gloo)")
+    p.add_argument("--cpus-per-worker", type=float, default=1.0,
+                   help="CPUs reserved per worker (also its torch threads)")
+    p.add_argument("--storage-path", default="artifacts/ray_results",
+                   help="run folders and checkpoints; local, NFS or s3://... (shared by all nodes)")
+    p.add_argument("--name", default=None, help="run name; reelgraph-<config stem> if not given")
+    p.add_argument("--max-failures", type=int, default=0, help="worker-group restarts allowed")
+    p.add_argument("--num-to-keep", type=int, default=2,
+                   help="checkpoints kept, best by val/recall@20 (the latest is always kept)")
+    p.add_argument("--sparse-embeddings", action="store_true",
+                   help="SparseRecModule: sparse row gradients and a row-wise optimiser for large "
+                        "tables (model SparseMFConfig; see distributed/README.md)")
+    p.add_argument("--address", default=None,
+                   help="Ray cluster address; RAY_ADDRESS if not given, else a local Ray")
+    fault = p.add_argument_group("fault drill (first attempt only)")
+    fault.add_argument("--fail-at-epoch", type=int, default=None,
+                       help="raise in one worker during this epoch")
+    fault.add_argument("--fail-rank", type=int, default=0, help="the worker (global rank) that raises")
+    fault.add_argument("--fail-at-batch", type=int, default=1, help="the batch at which it raises")
+    args, rest = p.parse_known_args(argv)
+    if args.num_workers < 1:
+        p.error("--num-workers must be >= 1")
+    if args.fail_at_epoch is not None and not 0 <= args.fail_rank < args.num_workers:
+        p.error(f"--fail-rank must be in [0, {args.num_workers - 1}]")
+    if not os.path.isfile(args.config):
+        p.error(f"--config {args.config}: no such file")
+    return args, rest
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args, rest = parse_args(argv)
+    with open(args.config) as f:  # the YAML text travels to the workers, not the path
+        cli_args = ["--config", f.read(), *rest]
+    RayCLI(cli_args, instantiate=False, sparse=args.sparse_embeddings)  # fail here, with jsonargparse's message, on a bad config
+    name = args.name or "reelgraph-" + os.path.splitext(os.path.basename(args.config))[0]
+    fault = None if args.fail_at_epoch is None else {
+        "epoch": args.fail_at_epoch, "rank": args.fail_rank, "batch": args.fail_at_batch}
+    if args.address and not ray.is_initialized():
+        ray.init(address=args.address)
+    trainer = build_trainer(cli_args, args.num_workers, args.gpu, args.cpus_per_worker,
+                            args.storage_path, name, args.max_failures, args.num_to_keep, fault,
+                            sparse=args.sparse_embeddings)
+    result = trainer.fit()
+    back = {k: v for k, v in (result.return_value or {}).items() if k != "history"}
+    summary = {"path": result.path, "checkpoint": result.checkpoint and result.checkpoint.path,
+               "metrics": result.metrics, "return": back}
+    print("FINAL " + json.dumps(summary, default=str, sort_keys=True))
+    return summary
+
+
+if __name__ == "__main__":
+    main()
