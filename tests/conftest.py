@@ -23,6 +23,18 @@ def make_world(tmp_path_factory):
     return make
 
 
+SMALL_WORLD = WorldConfig(num_users=400, num_items=600, num_creators=60, num_communities=8,
+                          popularity_exponent=2.0, avg_interactions=20, max_interactions=80,
+                          noise=0.05, kg=False, visual_dim=0, acoustic_dim=0, textual_dim=0,
+                          chunk_users=400)
+
+
+@pytest.fixture(scope="session")
+def world(make_world):
+    """A small planted world (400 users, 600 videos, 8 communities) with no side data."""
+    return make_world(SMALL_WORLD)
+
+
 @pytest.fixture
 def fit_recall(tmp_path):
     """``fit_recall(world, config, epochs=15) -> test Recall@20`` from seed 0, one loop for all."""

@@ -2,7 +2,6 @@
 import pytest
 import torch
 
-from reelgraph.data.synthetic import WorldConfig, generate_world
 from reelgraph.graph import BipartiteGraph
 from reelgraph.lightning_modules._pl import pl
 from reelgraph.lightning_modules.cli import popularity_baseline
@@ -165,19 +164,6 @@ def test_config_rejects_bad_values():
 
 
 # -- a short fit ----------------------------------------------------------------------------
-WORLD = WorldConfig(num_users=400, num_items=600, num_creators=60, num_communities=8,
-                    popularity_exponent=2.0,
-                    avg_interactions=20, max_interactions=80, noise=0.05, kg=False,
-                    visual_dim=0, acoustic_dim=0, textual_dim=0, chunk_users=400)
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    out = str(tmp_path_factory.mktemp("world"))
-    generate_world(out, WORLD)
-    return out
-
-
 def test_fit_beats_most_popular(world, tmp_path):
     torch.set_num_threads(1)
     pl.seed_everything(0)
