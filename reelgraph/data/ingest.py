@@ -70,10 +70,9 @@ def _dedupe(u, i, code, num_items, corrections) -> np.ndarray:
     return keep
 
 
-def _split(table, u, cfg: SplitConfig, corrections) -> np.ndarray:
-    method = cfg.method
-    if method == "auto":
-        method = "fixed" if "split" in table.column_names else "ratio"
+def _fixed_codes(table, method: str, num_rows: int) -> np.ndarray:
+    """The ``split`` column's codes for the "fixed" method; all train otherwise (ratio and
+    temporal splits run after deduplication)."""
     if method == "fixed":
         if "split" not in table.column_names:
             raise schema.DataError("interactions.parquet: split method 'fixed' needs a 'split' column")
@@ -82,7 +81,7 @@ def _split(table, u, cfg: SplitConfig, corrections) -> np.ndarray:
         code[pc.equal(names, "valid").to_numpy(zero_copy_only=False)] = VALID
         code[pc.equal(names, "test").to_numpy(zero_copy_only=False)] = TEST
         return code
-    return np.zeros(u.size, dtype=np.int8)  # ratio/temporal run after deduplication
+    return np.zeros(num_rows, dtype=np.int8)
 
 
 def _relation(root, out, spec, src_ids: IdMap, dst_col: str, dst_ids: IdMap, name, corrections):
@@ -160,12 +159,12 @@ def ingest(root: str, out: str, cfg: SplitConfig) -> dict:
     users, items = IdMap.from_columns(table["user_id"]), IdMap.from_columns(table["item_id"])
     u, i = users.lookup(table["user_id"]), items.lookup(table["item_id"])
     ts, weight = _numbers(table, "timestamp"), _numbers(table, "weight")
-    code = _split(table, u, cfg, corrections)
+    method = cfg.method if cfg.method != "auto" else ("fixed" if "split" in table.column_names else "ratio")
+    code = _fixed_codes(table, method, u.size)
     keep = _dedupe(u, i, code, len(items), corrections)
     u, i, code = u[keep], i[keep], code[keep]
     ts = ts[keep] if ts is not None else None
     weight = weight[keep] if weight is not None else None
-    method = cfg.method if cfg.method != "auto" else ("fixed" if "split" in table.column_names else "ratio")
     stats = {}
     if method == "ratio":
         code, stats = ratio_split(u, cfg.ratios, cfg.seed)
