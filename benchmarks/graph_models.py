@@ -1,10 +1,14 @@
 """NGCF, SimGCL, VA-GNN (ablations A–E), GraphSAGE and PinSage against LightGCN, same loop.
 
+``lightgcn-sampled`` trains LightGCN on sampled neighbourhoods (``--fanouts``) and evaluates it
+on the full graph; ``simgcl-ego`` is SimGCL averaging layers ``0..L``; ``sage-feat`` and
+``pinsage-feat`` add item features to the item ids (datasets with features).
+
 Every model trains through the product path (RecDataModule + RecModule + a Lightning Trainer)
 for the same number of epochs with the same optimiser, batch size and negatives; then the test
 split is ranked against all items with train+valid items masked. Prints Recall@10/20/50 and
 NDCG@10/20/50 (binary relevance, log2 discount) per model and dataset, and the ratio of each
-model's Recall@20 to LightGCN's.
+model's Recall@20 to LightGCN's, and the validation Recall@20 (what settings are chosen on).
 
 Datasets: any ``--data`` string RecDataModule takes; ml-100k's ``item_creator`` (movie directors)
 stands in for vloggers and, having no follows, VA-GNN derives its user–vlogger edges from
@@ -35,8 +39,8 @@ from reelgraph.models.vagnn import VAGNNConfig
 ML100K = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "ml-100k")
 ABLATIONS = {"A": {"contrastive": False}, "B": {"vlogger_loss": False}, "C": {"video_view": False},
              "D": {"vlogger_view": False}, "E": {"vlogger_score": False}}
-MODELS = (["mf", "lightgcn", "ngcf", "simgcl", "vagnn"] + [f"vagnn-{k}" for k in ABLATIONS]
-          + ["sage", "pinsage"])
+MODELS = (["mf", "lightgcn", "lightgcn-sampled", "ngcf", "simgcl", "simgcl-ego", "vagnn"]
+          + [f"vagnn-{k}" for k in ABLATIONS] + ["sage", "pinsage", "sage-feat", "pinsage-feat"])
 KS = (10, 20, 50)
 
 
@@ -46,14 +50,16 @@ def config(name: str, a: argparse.Namespace) -> ModelConfig:
     if name == "mf":
         return MFConfig(**common)
     layers = {**common, "num_layers": a.layers}
-    if name == "lightgcn":
-        return LightGCNConfig(**layers)
+    if name.startswith("lightgcn"):
+        return LightGCNConfig(**layers, fanouts=a.fanouts if name.endswith("sampled") else None)
     if name == "ngcf":
         return NGCFConfig(**layers)
-    if name in ("sage", "pinsage"):  # sampled mini-batch mode
-        return SAGEConfig(**common, aggregator="mean" if name == "sage" else "importance")
-    if name == "simgcl":
-        return SimGCLConfig(**layers, cl_weight=a.simgcl_lambda)
+    if name.startswith(("sage", "pinsage")):  # sampled mini-batch mode; -feat: ids + features
+        return SAGEConfig(**common, aggregator="mean" if name.startswith("sage") else "importance",
+                          input="both" if name.endswith("-feat") else "id")
+    if name.startswith("simgcl"):
+        return SimGCLConfig(**layers, cl_weight=a.simgcl_lambda, tau=a.simgcl_tau,
+                            ego_layer=name == "simgcl-ego")
     base = VAGNNConfig(**layers, vlogger_weight=a.vagnn_lambda1, cl_weight=a.vagnn_lambda2,
                        tau=a.vagnn_tau)
     return replace(base, **ABLATIONS[name.split("-")[1]]) if "-" in name else base
@@ -68,8 +74,10 @@ def run(dm: RecDataModule, name: str, a: argparse.Namespace) -> dict[str, float]
     t = time.perf_counter()
     trainer.fit(module, datamodule=dm)
     train_s = time.perf_counter() - t
+    trainer.limit_val_batches = 1.0  # validation recall: what hyper-parameters are picked on
+    val = trainer.validate(module, datamodule=dm, verbose=False)[0]["val/recall@20"]
     out = trainer.test(module, datamodule=dm, verbose=False)[0]
-    return {**{k.split("/")[1]: v for k, v in out.items()}, "train_s": train_s}
+    return {**{k.split("/")[1]: v for k, v in out.items()}, "val": val, "train_s": train_s}
 
 
 def main(argv=None) -> None:
@@ -83,7 +91,10 @@ def main(argv=None) -> None:
     p.add_argument("--reg", type=float, default=1e-4, help="L2 weight of every model")
     p.add_argument("--dim", type=int, default=64)
     p.add_argument("--layers", type=int, default=3)
+    p.add_argument("--fanouts", type=int, nargs="+", default=[10, 5, 5],
+                   help="lightgcn-sampled: neighbours per hop, seeds' hop first (one per layer)")
     p.add_argument("--simgcl-lambda", type=float, default=SimGCLConfig.cl_weight)
+    p.add_argument("--simgcl-tau", type=float, default=SimGCLConfig.tau)
     p.add_argument("--vagnn-lambda1", type=float, default=VAGNNConfig.vlogger_weight)
     p.add_argument("--vagnn-lambda2", type=float, default=VAGNNConfig.cl_weight)
     p.add_argument("--vagnn-tau", type=float, default=VAGNNConfig.tau)
@@ -102,15 +113,15 @@ def main(argv=None) -> None:
         dm.prepare_data()
         dm.setup("fit")
         print(f"\n{os.path.basename(os.path.normpath(data))}: {dm.store}", flush=True)
-        print(f"{'model':10s} " + " ".join(f"{c:>9s}" for c in cols) + "   R@20/LGCN  train_s",
-              flush=True)
+        print(f"{'model':16s} " + " ".join(f"{c:>9s}" for c in cols) +
+              "   R@20/LGCN  val_R@20  train_s", flush=True)
         results = {}
         for name in a.models:
             r = results[name] = run(dm, name, a)
             ref = results.get("lightgcn", {}).get("recall@20")
             ratio = f"{r['recall@20'] / ref:9.3f}" if ref else f"{'-':>9s}"
-            print(f"{name:10s} " + " ".join(f"{r[c]:9.4f}" for c in cols) +
-                  f"   {ratio}  {r['train_s']:7.1f}", flush=True)
+            print(f"{name:16s} " + " ".join(f"{r[c]:9.4f}" for c in cols) +
+                  f"   {ratio}  {r['val']:8.4f}  {r['train_s']:7.1f}", flush=True)
 
 
 if __name__ == "__main__":

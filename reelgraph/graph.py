@@ -35,6 +35,13 @@ def edge_keys(row: Tensor, col: Tensor, num_cols: int) -> Tensor:
     return row.long() * num_cols + col.long()
 
 
+def undirected_edge_keys(row: Tensor, col: Tensor, num_nodes: int) -> Tensor:
+    """Sorted keys of ``(row, col)`` and ``(col, row)`` over one node set, ``[2M]``: edges to
+    exclude in both directions (``neighbor_sample(exclude_keys=...)``)."""
+    return torch.sort(torch.cat([edge_keys(row, col, num_nodes),
+                                 edge_keys(col, row, num_nodes)])).values
+
+
 def contains_edges(sorted_keys: Tensor, row: Tensor, col: Tensor, num_cols: int) -> Tensor:
     """Whether each ``(row, col)`` is among the edges whose sorted keys are ``sorted_keys``."""
     keys = edge_keys(row, col, num_cols)

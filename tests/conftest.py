@@ -1,12 +1,34 @@
 """Fixtures shared across the test packages: planted synthetic worlds and a short fit."""
+from dataclasses import replace
+
 import pytest
 import torch
 
 from reelgraph.data.synthetic import WorldConfig, generate_world
+from reelgraph.graph import BipartiteGraph
 from reelgraph.lightning_modules._pl import pl
 from reelgraph.lightning_modules.datamodule import RecDataModule
 from reelgraph.lightning_modules.module import RecModule
 from reelgraph.models import ModelConfig
+from reelgraph.samplers.batch import BPRBatch
+
+
+@pytest.fixture
+def small_graph() -> BipartiteGraph:
+    """30 users x 40 items, ~250 distinct random edges (seed 0)."""
+    g = torch.Generator().manual_seed(0)
+    u, i = torch.randint(30, (250,), generator=g), torch.randint(40, (250,), generator=g)
+    keys = torch.unique(u * 40 + i)
+    return BipartiteGraph.from_edges(keys // 40, keys % 40, 30, 40)
+
+
+@pytest.fixture
+def small_batch(small_graph) -> BPRBatch:
+    """12 distinct edges of ``small_graph`` with 3 uniform negatives each (seed 1)."""
+    g = torch.Generator().manual_seed(1)
+    e = torch.randperm(small_graph.num_edges, generator=g)[:12]
+    neg = torch.randint(small_graph.num_items, (12, 3), generator=g)
+    return BPRBatch(small_graph.users()[e], small_graph.col[e], neg)
 
 
 @pytest.fixture(scope="session")
@@ -33,6 +55,12 @@ SMALL_WORLD = WorldConfig(num_users=400, num_items=600, num_creators=60, num_com
 def world(make_world):
     """A small planted world (400 users, 600 videos, 8 communities) with no side data."""
     return make_world(SMALL_WORLD)
+
+
+@pytest.fixture(scope="session")
+def feature_world(make_world):
+    """The small world plus a 32-d visual feature that is 90% its video's topic."""
+    return make_world(replace(SMALL_WORLD, visual_dim=32, visual_signal=0.9))
 
 
 @pytest.fixture

@@ -13,6 +13,11 @@ with BPR plus L2 on the batch's layer-0 rows.
 Choices where the paper leaves room, as in its reference code (``NGCF-PyTorch``): biases ``b1``,
 ``b2``; LeakyReLU slope 0.2; Xavier-uniform ``W``; each propagated layer L2-normalised before the
 concatenation (``normalize_layers``); node dropout is left out (the reference default is 0).
+
+``NGCFConfig.fanouts`` selects sampled mini-batch training as for
+:class:`~reelgraph.models.lightgcn.LightGCN` (same sampler and Horvitz–Thompson rescaled
+``L`` weights, see its module doc): each layer is computed over the batch's sampled subgraph with
+``(L + I) h`` as ``side + h`` for the nodes still needed; ``embed`` stays full-graph (chunked).
 """
 from __future__ import annotations
 
@@ -22,9 +27,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from reelgraph.graph import BipartiteGraph
-from reelgraph.models.base import ModelConfig, Recommender
-from reelgraph.models.lightgcn import sym_norm_adjacency, sym_spmm
+from reelgraph.models.base import ModelConfig
+from reelgraph.models.lightgcn import (SampledGCN, SampledState, check_fanouts, chunked_spmm,
+                                       sym_spmm)
+from reelgraph.models.subgraph import Subgraph, hop_propagate
 
 
 @dataclass
@@ -36,26 +42,36 @@ class NGCFConfig(ModelConfig):
     normalize_layers: bool = True  # L2-normalise layers 1..L before concatenating (reference code)
     reg_weight: float = 1e-4       # L2 on the batch's layer-0 embeddings
     init_std: float = 0.1          # normal init of the layer-0 table
+    fanouts: list[int] | None = None  # None: full graph; else sampled, one per layer (LightGCN)
+    exclude_targets: bool = False     # sampled: drop the batch's positive edges
+    chunk_size: int = 65536           # sampled: embed() rows per chunk of the adjacency
+
+    def __post_init__(self):
+        check_fanouts(self)
 
     def build(self, store) -> "NGCF":
         return NGCF(store.num_users, store.num_items, self)
 
 
-def ngcf_layer(adj: Tensor, h: Tensor, w1: nn.Linear, w2: nn.Linear, negative_slope: float) -> Tensor:
-    """One NGCF step: ``LeakyReLU(W1 ((L + I) h) + W2 ((L h) * h))``; ``h [N, d]`` → ``[N, d']``."""
-    side = sym_spmm(adj, h)  # [N, d] = L h
+def ngcf_update(side: Tensor, h: Tensor, w1: nn.Linear, w2: nn.Linear,
+                negative_slope: float) -> Tensor:
+    """``LeakyReLU(W1 (side + h) + W2 (side * h))`` for rows' own ``h [t, d]`` and their
+    aggregated neighbours ``side = (L h) [t, d]`` → ``[t, d']``."""
     return F.leaky_relu(w1(side + h) + w2(side * h), negative_slope)
 
 
-class NGCF(Recommender):
-    """Users are nodes ``0..U-1`` and items ``U..U+I-1`` of one layer-0 table."""
+def ngcf_layer(adj: Tensor, h: Tensor, w1: nn.Linear, w2: nn.Linear, negative_slope: float) -> Tensor:
+    """One NGCF step: ``LeakyReLU(W1 ((L + I) h) + W2 ((L h) * h))``; ``h [N, d]`` → ``[N, d']``."""
+    return ngcf_update(sym_spmm(adj, h), h, w1, w2, negative_slope)
+
+
+class NGCF(SampledGCN):
+    """Users are nodes ``0..U-1`` and items ``U..U+I-1`` of one layer-0 table; full-graph or
+    sampled training by ``config.fanouts`` (:class:`~reelgraph.models.lightgcn.SampledGCN`)."""
 
     def __init__(self, num_users: int, num_items: int, config: NGCFConfig = NGCFConfig()):
-        super().__init__()
-        self.num_users, self.num_items, self.config = num_users, num_items, config
-        self.reg_weight = config.reg_weight
+        super().__init__(num_users, num_items, config)
         d = config.embedding_dim
-        self.embedding = nn.Embedding(num_users + num_items, d)
         self.w1 = nn.ModuleList(nn.Linear(d, d) for _ in range(config.num_layers))  # sum messages
         self.w2 = nn.ModuleList(nn.Linear(d, d) for _ in range(config.num_layers))  # product messages
         self.dropout = nn.Dropout(config.message_dropout)
@@ -67,21 +83,38 @@ class NGCF(Recommender):
             nn.init.xavier_uniform_(lin.weight)
             nn.init.zeros_(lin.bias)
 
-    def prepare(self, graph: BipartiteGraph) -> Tensor:
-        return sym_norm_adjacency(graph)
+    def _step(self, l: int, side: Tensor, h: Tensor) -> Tensor:
+        """Layer ``l + 1`` (message dropout included) from ``side = L h`` and ``h``, ``[t, d]``."""
+        slope = self.config.negative_slope
+        return self.dropout(ngcf_update(side, h, self.w1[l], self.w2[l], slope))
 
-    def ego_embeddings(self) -> tuple[Tensor, Tensor]:
-        return self.embedding.weight[: self.num_users], self.embedding.weight[self.num_users:]
+    def _readout(self, layers: list[Tensor]) -> Tensor:
+        """``[E^(0) || E^(1) || ... || E^(L)]``, ``[n, d (L + 1)]``, layers ``1..L`` normalised."""
+        if self.config.normalize_layers:
+            layers = [layers[0]] + [F.normalize(h, dim=-1) for h in layers[1:]]
+        return torch.cat(layers, dim=-1)
 
-    def embed(self, adj: Tensor) -> tuple[Tensor, Tensor]:
+    def embed(self, state: Tensor | SampledState) -> tuple[Tensor, Tensor]:
+        """``(user [U, d (L + 1)], item [I, d (L + 1)])`` of the FULL graph in both modes. Sampled
+        mode (evaluation only): no gradients, ``L h`` by :func:`chunked_spmm`."""
         c = self.config
-        h = self.embedding.weight
-        layers = [h]
-        for w1, w2 in zip(self.w1, self.w2):
-            h = self.dropout(ngcf_layer(adj, h, w1, w2, c.negative_slope))  # [N, d]
-            layers.append(F.normalize(h, dim=-1) if c.normalize_layers else h)
-        out = torch.cat(layers, dim=-1)  # [N, d (L + 1)]
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.sampled):
+            h = self.embedding.weight
+            layers = [h]
+            for l in range(c.num_layers):
+                side = chunked_spmm(state, h, c.chunk_size) if self.sampled else sym_spmm(state, h)
+                h = self._step(l, side, h)  # [N, d]
+                layers.append(h)
+            out = self._readout(layers)  # [N, d (L + 1)]
         return out[: self.num_users], out[self.num_users:]
+
+    def forward(self, sub: Subgraph) -> tuple[Tensor, Tensor]:
+        """The seeds' concatenated layers ``[S, d (L + 1)]`` over the sampled ``sub`` and their
+        layer-0 rows ``[S, d]``."""
+        layers = hop_propagate(sub, self.embedding(sub.node), self.config.num_layers,
+                               lambda l, adj, h: self._step(l, torch.sparse.mm(adj, h),
+                                                            h[: adj.size(0)]))
+        return self._readout(layers), layers[0]
 
     def extra_repr(self) -> str:
         c = self.config

@@ -26,8 +26,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from reelgraph.graph import BipartiteGraph, contains_edges, csr_rows, edge_keys, to_csr
+from reelgraph.graph import (BipartiteGraph, contains_edges, csr_rows, edge_keys, to_csr,
+                             undirected_edge_keys)
 from reelgraph.models.base import ModelConfig, Recommender, bpr_loss, l2_loss
+from reelgraph.models.subgraph import Subgraph
 from reelgraph.samplers.batch import BPRBatch
 from reelgraph.samplers.negative import hard_negatives_from_embeddings
 from reelgraph.samplers.neighbor import neighbor_sample, sample_uniform
@@ -52,7 +54,8 @@ class SAGEConfig(ModelConfig):
     loss: str = "bpr"                 # "bpr" | "margin": mean max(0, s_neg - s_pos + margin)
     margin: float = 0.1               # of the margin loss
     normalize_output: bool = False    # L2-normalise the last layer too (PinSage; pair with margin)
-    hard_negatives: int = 0           # extra negatives per positive from the last embed(); 0: off
+    hard_negatives: int = 0           # extra negatives per positive from the last embed() (run
+    #                                   once at the first step if none yet); 0: off
     hard_rank_range: tuple[int, int] = (50, 500)  # ranks [lo, hi) hard negatives are drawn from
     inference_fanout: int = -1        # embed(): neighbours per node and layer; -1 all (maxpool:
     #                                   set it to the training fan-out, a max over more is biased)
@@ -96,25 +99,6 @@ class SAGEState:
     item_user: CSR
     train_keys: Tensor
     cache: dict = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Subgraph:
-    """Sampled ``L``-hop neighbourhood of seeds, nodes relabelled in hop order (seeds first).
-
-    Attributes:
-        node: ``[N]`` global ids (users ``< U``, items ``U + i``).
-        row, col: ``[M]`` local index of the aggregating node and of its neighbour.
-        weight: ``[M]`` aggregation weight; sums to 1 over each row's neighbours.
-        num_sampled_nodes, num_sampled_edges: per hop (nodes: seeds first, ``L + 1`` entries).
-    """
-
-    node: Tensor
-    row: Tensor
-    col: Tensor
-    weight: Tensor
-    num_sampled_nodes: list[int]
-    num_sampled_edges: list[int]
 
 
 def mean_weights(row: Tensor, num_rows: int) -> Tensor:
@@ -278,8 +262,7 @@ class SAGE(Recommender):
         if self.config.aggregator == "importance":
             return self._importance_subgraph(state, seeds, users, pos, gen)
         U, N = self.num_users, state.rowptr.numel() - 1
-        keys = torch.cat([edge_keys(users, pos + U, N), edge_keys(pos + U, users, N)])
-        keys = torch.sort(keys).values
+        keys = undirected_edge_keys(users, pos + U, N)
         out = neighbor_sample(state.rowptr, state.col, seeds, fanouts=list(self.config.fanouts),
                               exclude_keys=keys, generator=gen)
         return Subgraph(out.node, out.row, out.col, mean_weights(out.row, out.node.numel()),
@@ -299,7 +282,9 @@ class SAGE(Recommender):
 
     def loss(self, batch: BPRBatch, state: SAGEState) -> dict[str, Tensor]:
         B, U, neg = len(batch), self.num_users, batch.neg
-        if self.config.hard_negatives > 0 and "emb" in state.cache:
+        if self.config.hard_negatives > 0:
+            if "emb" not in state.cache:  # refreshed by every later embed() (validation)
+                self.embed(state)
             hard = hard_negatives_from_embeddings(
                 *state.cache["emb"], batch.users, state.train_keys, self.config.hard_negatives,
                 rank_range=tuple(self.config.hard_rank_range), generator=self.generator(neg.device))

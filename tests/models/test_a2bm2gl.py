@@ -118,6 +118,23 @@ def test_loss_scores_the_embeddings_embed_returns():
     assert torch.allclose(model.loss(batch, state)["bpr"], expected)
 
 
+def test_feature_scale_does_not_matter():
+    """Unit feature rows: features x100 give the same model, semantic parts on the cf scale."""
+    model, graph, _ = _tiny()
+    gen = torch.Generator().manual_seed(0)
+    features = {"visual": 100 * torch.randn(8, 5, generator=gen),
+                "textual": 100 * torch.randn(8, 3, generator=gen)}
+    torch.manual_seed(0)
+    scaled = A2BM2GL(6, 8, features, model.config)
+    assert torch.allclose(model.feature(0).norm(dim=1), torch.ones(8))
+    state = model.prepare(graph)
+    for a, b in zip(model.embed(state), scaled.embed(scaled.prepare(graph))):
+        assert torch.allclose(a, b, atol=1e-6)
+    cf, sem, _, _ = model._forward(state)
+    for h in sem:  # Xavier on raw unit-variance features made these ~10-25x the cf rows
+        assert h.norm(dim=1).mean() < 5 * cf.norm(dim=1).mean()
+
+
 def test_runs_without_features():
     _, graph, batch = _tiny()
     model = A2BM2GL(6, 8, None, A2BM2GLConfig(embedding_dim=8, rwr_top_n=4))
@@ -126,33 +143,8 @@ def test_runs_without_features():
     assert [t.shape for t in model.embed(model.prepare(graph))] == [(6, 8), (8, 8)]
 
 
-def test_short_fit_beats_bpr_mf(tmp_path):
+def test_short_fit_beats_bpr_mf(feature_world, fit_recall):
     """A planted world with a strong visual signal; both models trained the same way."""
-    from reelgraph.data.synthetic import WorldConfig, generate_world
-    from reelgraph.lightning_modules._pl import pl
-    from reelgraph.lightning_modules.datamodule import RecDataModule
-    from reelgraph.lightning_modules.module import RecModule
-    world = WorldConfig(num_users=400, num_items=600, num_creators=60, num_communities=8,
-                        popularity_exponent=2.0, avg_interactions=20, max_interactions=80,
-                        noise=0.05, kg=False, visual_dim=32, visual_signal=0.9, acoustic_dim=0,
-                        textual_dim=0, chunk_users=400)
-    generate_world(str(tmp_path / "world"), world)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a shared, loaded machine: oversubscribed threads cost 10x
-    try:
-        recall = {}
-        for name, config in (("mf", MFConfig(embedding_dim=32)),
-                             ("a2bm2gl", A2BM2GLConfig(embedding_dim=32))):
-            pl.seed_everything(0)
-            dm = RecDataModule(data=str(tmp_path / "world"), cache_dir=str(tmp_path / "cache"),
-                               batch_size=512, num_negatives=4)
-            module = RecModule(config, lr=1e-2, ks=(20,), auc=False)
-            trainer = pl.Trainer(max_epochs=15, accelerator="cpu", logger=False,
-                                 enable_progress_bar=False, enable_model_summary=False,
-                                 enable_checkpointing=False, num_sanity_val_steps=0,
-                                 check_val_every_n_epoch=100, default_root_dir=str(tmp_path))
-            trainer.fit(module, datamodule=dm)
-            recall[name] = trainer.test(module, datamodule=dm, verbose=False)[0]["test/recall@20"]
-    finally:
-        torch.set_num_threads(threads)
-    assert recall["a2bm2gl"] > 1.15 * recall["mf"], recall
+    a2bm2gl = fit_recall(feature_world, A2BM2GLConfig(embedding_dim=32))
+    mf = fit_recall(feature_world, MFConfig(embedding_dim=32))
+    assert a2bm2gl > 1.15 * mf, (a2bm2gl, mf)

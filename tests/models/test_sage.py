@@ -3,27 +3,9 @@ import pytest
 import torch
 
 from reelgraph.graph import BipartiteGraph
-from reelgraph.lightning_modules._pl import pl
-from reelgraph.lightning_modules.cli import popularity_baseline
-from reelgraph.lightning_modules.datamodule import RecDataModule
-from reelgraph.lightning_modules.module import RecModule
+from reelgraph.models import MFConfig
 from reelgraph.models.sage import SAGE, SAGEConfig, SAGELayer, mean_weights
 from reelgraph.samplers.batch import BPRBatch
-
-
-def _graph(num_users=30, num_items=40, num_edges=250, seed=0) -> BipartiteGraph:
-    g = torch.Generator().manual_seed(seed)
-    u = torch.randint(num_users, (num_edges,), generator=g)
-    i = torch.randint(num_items, (num_edges,), generator=g)
-    keys = torch.unique(u * num_items + i)
-    return BipartiteGraph.from_edges(keys // num_items, keys % num_items, num_users, num_items)
-
-
-def _batch(graph: BipartiteGraph, n=12, k=3, seed=1) -> BPRBatch:
-    g = torch.Generator().manual_seed(seed)
-    e = torch.randperm(graph.num_edges, generator=g)[:n]
-    neg = torch.randint(graph.num_items, (n, k), generator=g)
-    return BPRBatch(graph.users()[e], graph.col[e], neg)
 
 
 # -- one aggregation step by hand -----------------------------------------------------------
@@ -69,11 +51,11 @@ def _seeds(model, batch):
 
 
 @pytest.mark.parametrize("aggregator", ["mean", "maxpool"])
-def test_uniform_neighbourhood_excludes_target_edges(aggregator):
-    graph = _graph()
+def test_uniform_neighbourhood_excludes_target_edges(aggregator, small_graph, small_batch):
+    graph = small_graph
     model = SAGE(graph.num_users, graph.num_items,
                  SAGEConfig(embedding_dim=4, aggregator=aggregator, fanouts=[-1, -1]))
-    state, batch = model.prepare(graph), _batch(graph)
+    state, batch = model.prepare(graph), small_batch
     sub = model.sample(state, _seeds(model, batch), batch.users, batch.pos)
     src, dst = sub.node[sub.row], sub.node[sub.col]
     target = set(zip(batch.users.tolist(), (batch.pos + graph.num_users).tolist()))
@@ -84,12 +66,12 @@ def test_uniform_neighbourhood_excludes_target_edges(aggregator):
     assert sub.num_sampled_edges[0] == int(seed_deg.sum()) - 2 * len(target)
 
 
-def test_outputs_equal_those_on_the_graph_without_the_target_edges():
+def test_outputs_equal_those_on_the_graph_without_the_target_edges(small_graph, small_batch):
     """With full fan-outs the sampled neighbourhood is exact, so the seeds' outputs must equal
     those computed on a graph where the batch's target edges never existed."""
-    graph, cfg = _graph(), SAGEConfig(embedding_dim=4, fanouts=[-1, -1])
+    graph, cfg = small_graph, SAGEConfig(embedding_dim=4, fanouts=[-1, -1])
     model = SAGE(graph.num_users, graph.num_items, cfg)
-    batch = _batch(graph)
+    batch = small_batch
     keys = graph.keys()
     drop = torch.isin(keys, batch.users * graph.num_items + batch.pos)
     rest = BipartiteGraph.from_edges(keys[~drop] // graph.num_items, keys[~drop] % graph.num_items,
@@ -126,15 +108,15 @@ def test_importance_walks_skip_target_edges():
 # -- gradients, determinism ----------------------------------------------------------------
 @pytest.mark.parametrize("aggregator,loss", [("mean", "bpr"), ("maxpool", "margin"),
                                              ("importance", "bpr")])
-def test_gradient_reaches_every_parameter(aggregator, loss):
-    graph = _graph()
+def test_gradient_reaches_every_parameter(aggregator, loss, small_graph, small_batch):
+    graph = small_graph
     feats = torch.randn(graph.num_items, 5, generator=torch.Generator().manual_seed(0))
     model = SAGE(graph.num_users, graph.num_items,
                  SAGEConfig(embedding_dim=8, aggregator=aggregator, loss=loss, margin=1.0,
                             input="both", hard_negatives=2, hard_rank_range=(2, 10)), feats)
     state = model.prepare(graph)
-    model.embed(state)  # fills the cache: hard negatives are on
-    terms = model.loss(_batch(graph), state)
+    terms = model.loss(small_batch, state)
+    assert "emb" in state.cache  # the first step embedded every node for the hard negatives
     assert set(terms) == {"loss", loss, "l2"} and torch.isfinite(terms["loss"])
     terms["loss"].backward()
     for name, p in model.named_parameters():
@@ -142,8 +124,8 @@ def test_gradient_reaches_every_parameter(aggregator, loss):
 
 
 @pytest.mark.parametrize("aggregator", ["mean", "importance"])
-def test_embed_is_deterministic_and_chunk_independent(aggregator):
-    graph = _graph()
+def test_embed_is_deterministic_and_chunk_independent(aggregator, small_graph):
+    graph = small_graph
     cfg = SAGEConfig(embedding_dim=8, aggregator=aggregator, chunk_size=7, inference_fanout=-1)
     model = SAGE(graph.num_users, graph.num_items, cfg)
     state = model.prepare(graph)
@@ -164,20 +146,11 @@ def test_config_rejects_bad_values():
 
 
 # -- a short fit ----------------------------------------------------------------------------
-def test_fit_beats_most_popular(world, tmp_path):
-    torch.set_num_threads(1)
-    pl.seed_everything(0)
-    dm = RecDataModule(data=world, cache_dir=str(tmp_path / "cache"), batch_size=512,
-                       num_negatives=4)
-    module = RecModule(SAGEConfig(embedding_dim=32, fanouts=[10, 5]), lr=1e-2, ks=(20,))
-    trainer = pl.Trainer(max_epochs=EPOCHS, accelerator="cpu", logger=False,
-                         enable_progress_bar=False, enable_model_summary=False,
-                         enable_checkpointing=False, default_root_dir=str(tmp_path),
-                         num_sanity_val_steps=0, check_val_every_n_epoch=EPOCHS)
-    trainer.fit(module, datamodule=dm)
-    test = trainer.test(module, datamodule=dm, verbose=False)[0]
-    pop = popularity_baseline(dm, (20,))
-    assert test["test/recall@20"] > 1.3 * pop["test/recall@20"], (test, pop)
-
-
-EPOCHS = 10
+@pytest.mark.parametrize("aggregator", ["mean", "importance"])
+def test_short_fit_with_features_beats_bpr_mf(aggregator, feature_world, fit_recall):
+    # the item features carry the topic; measured (seed 0): MF 0.189, SAGE ids only 0.190,
+    # mean + features 0.215, PinSage 0.219
+    sage = fit_recall(feature_world,
+                      SAGEConfig(embedding_dim=32, aggregator=aggregator, input="both"))
+    mf = fit_recall(feature_world, MFConfig(embedding_dim=32))
+    assert sage > 1.1 * mf, (sage, mf)

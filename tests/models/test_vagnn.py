@@ -31,7 +31,7 @@ def test_gate_and_gated_score_by_hand():
     with torch.no_grad():
         model.Q.copy_(torch.diag(torch.arange(1.0, 9.0)))
     v, p = torch.ones(1, 8) * 0.5, torch.arange(8.0).unsqueeze(0) / 10
-    expected = 1 / (1 + math.exp(-sum(0.5 * (k + 1) * k / 10 for k in range(8))))
+    expected = 1 / (1 + math.exp(-sum(0.5 * (k + 1) * k / 10 for k in range(8)) / math.sqrt(8)))
     assert model.gate(v, p).item() == pytest.approx(expected, rel=1e-6)
     # embed's item vector reproduces y_uv = w e_u.e_v + (1 - w) e_u.e_p(v) (eq 16)
     state = model.prepare(TRAIN)
