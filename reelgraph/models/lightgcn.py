@@ -49,35 +49,35 @@ from reelgraph.samplers.neighbor import neighbor_sample
 
 
 @dataclass
-class LightGCNConfig(ModelConfig):
-    embedding_dim: int = 64   # d
-    num_layers: int = 3       # L propagation steps
-    reg_weight: float = 1e-4  # L2 on the batch's layer-0 embeddings
-    init_std: float = 0.1     # normal init of the layer-0 tables
+class SampledGCNConfig(ModelConfig):
+    """Training-mode fields of the :class:`SampledGCN` models' configs (their own fields follow)."""
+
     fanouts: list[int] | None = None  # None: full graph; else sampled, one per layer, seeds'
     #                                   hop first, -1 = all neighbours
     exclude_targets: bool = False     # sampled: drop the batch's positive edges (module doc)
     chunk_size: int = 65536           # sampled: embed() rows per chunk of the adjacency
 
     def __post_init__(self):
-        check_fanouts(self)
+        fanouts, name = self.fanouts, type(self).__name__
+        if fanouts is None:
+            return
+        if len(fanouts) != self.num_layers:
+            raise ValueError(f"{name}: {len(fanouts)} fanouts {list(fanouts)} for num_layers="
+                             f"{self.num_layers}; give one per layer (seeds' hop first, -1 = all "
+                             "neighbours) or fanouts=None for full-graph training")
+        if any(k == 0 or k < -1 for k in fanouts):
+            raise ValueError(f"{name}: fanouts {list(fanouts)} must be >= 1 or -1")
+
+
+@dataclass
+class LightGCNConfig(SampledGCNConfig):
+    embedding_dim: int = 64   # d
+    num_layers: int = 3       # L propagation steps
+    reg_weight: float = 1e-4  # L2 on the batch's layer-0 embeddings
+    init_std: float = 0.1     # normal init of the layer-0 tables
 
     def build(self, store) -> "LightGCN":
         return LightGCN(store.num_users, store.num_items, self)
-
-
-def check_fanouts(config) -> None:
-    """Validate ``config.fanouts`` (``None``, or one fan-out >= 1 or -1 per layer) against
-    ``config.num_layers``; shared by the configs of the :class:`SampledGCN` models."""
-    fanouts, name = config.fanouts, type(config).__name__
-    if fanouts is None:
-        return
-    if len(fanouts) != config.num_layers:
-        raise ValueError(f"{name}: {len(fanouts)} fanouts {list(fanouts)} for num_layers="
-                         f"{config.num_layers}; give one per layer (seeds' hop first, -1 = all "
-                         "neighbours) or fanouts=None for full-graph training")
-    if any(k == 0 or k < -1 for k in fanouts):
-        raise ValueError(f"{name}: fanouts {list(fanouts)} must be >= 1 or -1")
 
 
 @dataclass(frozen=True)

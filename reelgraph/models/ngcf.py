@@ -27,14 +27,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from reelgraph.models.base import ModelConfig
-from reelgraph.models.lightgcn import (SampledGCN, SampledState, check_fanouts, chunked_spmm,
-                                       sym_spmm)
+from reelgraph.models.lightgcn import (SampledGCN, SampledGCNConfig, SampledState,
+                                       chunked_spmm, sym_spmm)
 from reelgraph.models.subgraph import Subgraph, hop_propagate
 
 
 @dataclass
-class NGCFConfig(ModelConfig):
+class NGCFConfig(SampledGCNConfig):
     embedding_dim: int = 64        # d of the layer-0 tables and of every layer
     num_layers: int = 3            # L propagation steps
     message_dropout: float = 0.1   # dropout on each layer's output while training
@@ -42,12 +41,6 @@ class NGCFConfig(ModelConfig):
     normalize_layers: bool = True  # L2-normalise layers 1..L before concatenating (reference code)
     reg_weight: float = 1e-4       # L2 on the batch's layer-0 embeddings
     init_std: float = 0.1          # normal init of the layer-0 table
-    fanouts: list[int] | None = None  # None: full graph; else sampled, one per layer (LightGCN)
-    exclude_targets: bool = False     # sampled: drop the batch's positive edges
-    chunk_size: int = 65536           # sampled: embed() rows per chunk of the adjacency
-
-    def __post_init__(self):
-        check_fanouts(self)
 
     def build(self, store) -> "NGCF":
         return NGCF(store.num_users, store.num_items, self)

@@ -35,15 +35,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from reelgraph.models.base import ModelConfig
-from reelgraph.models.lightgcn import (LightGCN, SampledState, batch_seeds, check_fanouts,
+from reelgraph.models.lightgcn import (LightGCN, SampledGCNConfig, SampledState, batch_seeds,
                                        chunked_propagate, sym_spmm)
 from reelgraph.models.subgraph import Subgraph, hop_propagate
 from reelgraph.samplers.batch import BPRBatch
 
 
 @dataclass
-class SimGCLConfig(ModelConfig):
+class SimGCLConfig(SampledGCNConfig):
     embedding_dim: int = 64   # d
     num_layers: int = 3       # L propagation steps
     cl_weight: float = 0.5    # lambda, weight of the InfoNCE term
@@ -52,12 +51,6 @@ class SimGCLConfig(ModelConfig):
     reg_weight: float = 1e-4  # L2 on the batch's layer-0 embeddings
     init_std: float = 0.1     # normal init of the layer-0 table (SELFRec uses Xavier)
     ego_layer: bool = False   # average layers 0..L (LightGCN) instead of the paper's 1..L
-    fanouts: list[int] | None = None  # None: full graph; else sampled, one per layer (LightGCN)
-    exclude_targets: bool = False     # sampled: drop the batch's positive edges
-    chunk_size: int = 65536           # sampled: embed() rows per chunk of the adjacency
-
-    def __post_init__(self):
-        check_fanouts(self)
 
     def build(self, store) -> "SimGCL":
         return SimGCL(store.num_users, store.num_items, self)
