@@ -1,8 +1,9 @@
 """NGCF, SimGCL, VA-GNN (ablations A–E), GraphSAGE and PinSage against LightGCN, same loop.
 
-``lightgcn-sampled`` trains LightGCN on sampled neighbourhoods (``--fanouts``) and evaluates it
-on the full graph; ``simgcl-ego`` is SimGCL averaging layers ``0..L``; ``sage-feat`` and
-``pinsage-feat`` add item features to the item ids (datasets with features).
+``lightgcn-sampled`` / ``vagnn-sampled`` train on sampled neighbourhoods (``--fanouts``; VA-GNN
+also averages 10 sampled videos per vlogger and users per video) and rank on the full graph;
+``simgcl-ego`` is SimGCL averaging layers ``0..L``; ``sage-feat`` and ``pinsage-feat`` add item
+features to the item ids (datasets with features).
 
 Every model trains through the product path (RecDataModule + RecModule + a Lightning Trainer)
 for the same number of epochs with the same optimiser, batch size and negatives; then the test
@@ -40,7 +41,8 @@ ML100K = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "
 ABLATIONS = {"A": {"contrastive": False}, "B": {"vlogger_loss": False}, "C": {"video_view": False},
              "D": {"vlogger_view": False}, "E": {"vlogger_score": False}}
 MODELS = (["mf", "lightgcn", "lightgcn-sampled", "ngcf", "simgcl", "simgcl-ego", "vagnn"]
-          + [f"vagnn-{k}" for k in ABLATIONS] + ["sage", "pinsage", "sage-feat", "pinsage-feat"])
+          + [f"vagnn-{k}" for k in ABLATIONS] + ["vagnn-sampled", "sage", "pinsage", "sage-feat",
+                                                  "pinsage-feat"])
 KS = (10, 20, 50)
 
 
@@ -62,6 +64,8 @@ def config(name: str, a: argparse.Namespace) -> ModelConfig:
                             ego_layer=name == "simgcl-ego")
     base = VAGNNConfig(**layers, vlogger_weight=a.vagnn_lambda1, cl_weight=a.vagnn_lambda2,
                        tau=a.vagnn_tau)
+    if name == "vagnn-sampled":
+        return replace(base, fanouts=a.fanouts, pool_fanout=10)
     return replace(base, **ABLATIONS[name.split("-")[1]]) if "-" in name else base
 
 
@@ -92,7 +96,7 @@ def main(argv=None) -> None:
     p.add_argument("--dim", type=int, default=64)
     p.add_argument("--layers", type=int, default=3)
     p.add_argument("--fanouts", type=int, nargs="+", default=[10, 5, 5],
-                   help="lightgcn-sampled: neighbours per hop, seeds' hop first (one per layer)")
+                   help="*-sampled: neighbours per hop, seeds' hop first (one per layer)")
     p.add_argument("--simgcl-lambda", type=float, default=SimGCLConfig.cl_weight)
     p.add_argument("--simgcl-tau", type=float, default=SimGCLConfig.tau)
     p.add_argument("--vagnn-lambda1", type=float, default=VAGNNConfig.vlogger_weight)

@@ -180,6 +180,22 @@ def chunked_propagate(state: SampledState, x: Tensor, num_layers: int, chunk_siz
     return out / (num_layers + ego_layer)
 
 
+def sample_subgraph(state: SampledState, seeds: Tensor, fanouts: list[int],
+                    exclude_keys: Tensor | None = None) -> Subgraph:
+    """The ``L``-hop neighbourhood of unique ``seeds [S]`` (``neighbor_sample``, without the edges
+    whose sorted keys are ``exclude_keys``) weighted ``1 / sqrt(d_v d_u)`` with full-graph degrees
+    times ``d_v / min(k, d_v)``, the inverse chance of keeping an edge (module doc)."""
+    out = neighbor_sample(state.rowptr, state.col, seeds, fanouts=fanouts,
+                          exclude_keys=exclude_keys)
+    v, u = out.node[out.row], out.node[out.col]  # [M] global ids
+    k = torch.repeat_interleave(torch.tensor(fanouts, device=seeds.device),
+                                torch.tensor(out.num_sampled_edges, device=seeds.device))
+    dv, du = state.deg[v].float(), state.deg[u].float()
+    scale = torch.where((k < 0) | (state.deg[v] <= k), 1.0, dv / k.clamp(min=1))  # 1/P(kept)
+    return Subgraph(out.node, out.row, out.col, scale * (dv * du).rsqrt(),
+                    out.num_sampled_nodes, out.num_sampled_edges)
+
+
 def batch_seeds(batch: BPRBatch, num_users: int) -> tuple[Tensor, Tensor]:
     """The batch's unique global nodes ``seeds [S]`` (users, then items ``U + i``) and ``inv
     [B (2 + k)]``, the seed index of ``batch.users`` followed by ``[pos, neg...]`` row by row."""
@@ -218,21 +234,13 @@ class SampledGCN(Recommender):
 
     def sample(self, state: SampledState, seeds: Tensor, users: Tensor | None = None,
                pos: Tensor | None = None) -> Subgraph:
-        """The ``L``-hop neighbourhood of unique global ``seeds [S]`` with the normalised,
-        rescaled weights (module doc); target edges ``(users[b], U + pos[b])`` are left out (both
-        directions) when ``config.exclude_targets``."""
-        U, N, fanouts = self.num_users, state.rowptr.numel() - 1, list(self.config.fanouts)
+        """:func:`sample_subgraph` of unique global ``seeds [S]`` with ``config.fanouts``; target
+        edges ``(users[b], U + pos[b])`` are left out (both directions) when
+        ``config.exclude_targets``."""
         keys = None
         if self.config.exclude_targets and users is not None:
-            keys = undirected_edge_keys(users, pos + U, N)
-        out = neighbor_sample(state.rowptr, state.col, seeds, fanouts=fanouts, exclude_keys=keys)
-        v, u = out.node[out.row], out.node[out.col]  # [M] global ids
-        k = torch.repeat_interleave(torch.tensor(fanouts, device=seeds.device),
-                                    torch.tensor(out.num_sampled_edges, device=seeds.device))
-        dv, du = state.deg[v].float(), state.deg[u].float()
-        scale = torch.where((k < 0) | (state.deg[v] <= k), 1.0, dv / k.clamp(min=1))  # 1/P(kept)
-        return Subgraph(out.node, out.row, out.col, scale * (dv * du).rsqrt(),
-                        out.num_sampled_nodes, out.num_sampled_edges)
+            keys = undirected_edge_keys(users, pos + self.num_users, state.rowptr.numel() - 1)
+        return sample_subgraph(state, seeds, list(self.config.fanouts), keys)
 
     def seed_bpr(self, batch: BPRBatch, inv: Tensor, out: Tensor, h0: Tensor) -> dict[str, Tensor]:
         """BPR + L2 from the seeds' final rows ``out [S, d']`` and layer-0 rows ``h0 [S, d]``;

@@ -45,6 +45,33 @@ Choices where the paper is vague:
   reference code does; its projection heads are left out (the paper has none). L2 is on the
   batch's layer-0 rows; ``Q`` is not regularised (reference code).
 
+Sampled mini-batch training (``VAGNNConfig.fanouts``, the fields of
+:class:`~reelgraph.models.lightgcn.SampledGCNConfig`; ``None`` keeps the full-graph mode above):
+``prepare`` keeps each view's symmetric CSR and FULL-graph degrees
+(:class:`~reelgraph.models.lightgcn.SampledState`) instead of its normalised adjacency, plus the
+pooling matrices and the long-index CSRs of a vlogger's videos and a video's train users. Each
+step:
+
+* draws the vlogger triples first (global RNG, as the full mode, so seeded runs match it);
+* the rows the loss reads are the batch's unique users, its unique positive and negative videos
+  and the vloggers of those videos and of the triples;
+* video view: seeds are those users, those videos, and, for each needed vlogger, a uniform sample
+  of ``pool_fanout`` of its videos (all with ``-1``); the vlogger's row (eq 4) is their mean, an
+  unbiased estimate of the mean over all its videos;
+* vlogger view: seeds are those users, those vloggers and, for each needed video, a uniform
+  sample of ``pool_fanout`` of its train users, whose mean is the video's row (eq 9);
+* each view is propagated over its own sampled ``L``-hop subgraph exactly as LightGCN's sampled
+  mode does (:func:`~reelgraph.models.lightgcn.sample_subgraph`:
+  Horvitz–Thompson rescaled weights, :func:`~reelgraph.models.subgraph.hop_propagate`);
+  ``exclude_targets`` drops the batch's positive edges from the video view only (the vlogger
+  view has no user–video edges; eq-9 pooling and meta-path edges keep them, as in the full mode);
+* ``e_p(v)`` (the mean over the video's vloggers) is exact, from the needed vloggers' rows, and
+  the loss terms are the full mode's on those rows.
+
+With all fan-outs ``-1`` and ``pool_fanout = -1`` the loss equals the full mode's (up to float
+summation order). ``embed`` stays the full-graph embeddings (chunked propagation, no gradients;
+evaluation only).
+
 Ablations (paper's Table 3): A ``contrastive=False``; B ``vlogger_loss=False``; C
 ``video_view=False``; D ``vlogger_view=False``; E ``vlogger_score=False`` (``y_uv = e_u.e_v``).
 """
@@ -56,20 +83,24 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from reelgraph.graph import BipartiteGraph, to_csr, union
-from reelgraph.models.base import ModelConfig, Recommender, bpr_loss, l2_loss
-from reelgraph.models.lightgcn import propagate, sym_norm_adjacency
+from reelgraph.graph import BipartiteGraph, to_csr, undirected_edge_keys, union
+from reelgraph.models.base import Recommender, bpr_loss, l2_loss
+from reelgraph.models.lightgcn import (SampledGCNConfig, SampledState, bipartite_csr,
+                                       chunked_propagate, propagate, sample_subgraph,
+                                       sym_norm_adjacency)
+from reelgraph.models.subgraph import Subgraph, hop_propagate
 from reelgraph.models.simgcl import info_nce
 from reelgraph.samplers.batch import BPRBatch
 from reelgraph.samplers.metapath import metapath_walks
 from reelgraph.samplers.negative import uniform_negatives
+from reelgraph.samplers.neighbor import sample_uniform
 from reelgraph.samplers.pinsage import transpose_csr, walk_step
 
 CSR = tuple[Tensor, Tensor]
 
 
 @dataclass
-class VAGNNConfig(ModelConfig):
+class VAGNNConfig(SampledGCNConfig):
     embedding_dim: int = 64       # d of each view; final embeddings are 2d wide
     num_layers: int = 3           # L propagation steps in each view
     vlogger_weight: float = 5.0   # lambda1, user–vlogger BPR (paper's best on both datasets)
@@ -88,6 +119,13 @@ class VAGNNConfig(ModelConfig):
     video_view: bool = True       # False: variant C (no video-view propagation)
     vlogger_view: bool = True     # False: variant D (no vlogger-view propagation)
     vlogger_score: bool = True    # False: variant E (score e_u.e_v, no gate)
+    pool_fanout: int = -1         # sampled: videos per vlogger (eq 4) / users per video (eq 9)
+    #                               averaged, a uniform sample; -1 = all
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.pool_fanout == 0 or self.pool_fanout < -1:
+            raise ValueError(f"VAGNNConfig: pool_fanout={self.pool_fanout} must be >= 1 or -1")
 
     def build(self, store) -> "VAGNN":
         follows = store.csr("user_creator") if store.has("user_creator") else None
@@ -100,24 +138,30 @@ class VAGNNState:
     """What :meth:`VAGNN.prepare` builds once per training graph.
 
     Attributes:
-        video_adj: ``[U + I, U + I]`` normalised video-view adjacency (users first).
-        vlogger_adj: ``[U + P, U + P]`` normalised vlogger-view adjacency (users first).
+        video_adj: ``[U + I, U + I]`` normalised video-view adjacency (users first); sampled
+            mode: its :class:`SampledState` (symmetric CSR and degrees).
+        vlogger_adj: ``[U + P, U + P]`` normalised vlogger-view adjacency (users first), or its
+            :class:`SampledState`.
         creator_pool, item_user_pool, item_creator_pool: ``(M, M^T)`` mean-pooling CSRs,
             ``[P, I]`` (a vlogger's videos), ``[I, U]`` (a video's train users), ``[I, P]`` (a
             video's vloggers).
         has_creator: ``[I]`` bool.
         follows: user → creator graph the vlogger view and the vlogger loss use.
         follow_keys: its sorted edge keys (negatives exclude them).
+        creator_items, item_users: sampled mode: ``(rowptr, col)`` long CSRs ``[P, I]`` and
+            ``[I, U]`` of the pooling (``None`` in full mode).
     """
 
-    video_adj: Tensor
-    vlogger_adj: Tensor
+    video_adj: Tensor | SampledState
+    vlogger_adj: Tensor | SampledState
     creator_pool: tuple[Tensor, Tensor]
     item_user_pool: tuple[Tensor, Tensor]
     item_creator_pool: tuple[Tensor, Tensor]
     has_creator: Tensor
     follows: BipartiteGraph
     follow_keys: Tensor
+    creator_items: CSR | None = None
+    item_users: CSR | None = None
 
 
 def _sparse_csr(row: Tensor, col: Tensor, w: Tensor, shape: tuple[int, int]) -> Tensor:
@@ -162,6 +206,34 @@ def sym_norm_edges(row: Tensor, col: Tensor, num_nodes: int) -> Tensor:
     return _sparse_csr(row, col, (deg[row] * deg[col]).rsqrt(), (num_nodes, num_nodes))
 
 
+def sym_edges_state(row: Tensor, col: Tensor, num_nodes: int) -> SampledState:
+    """The symmetric CSR and degrees of the graph :func:`sym_norm_edges` normalises (same
+    deduplicated edges), for sampled mode."""
+    keys = torch.unique(torch.cat([row * num_nodes + col, col * num_nodes + row]))
+    rowptr, col, _ = to_csr(keys // num_nodes, keys % num_nodes, num_nodes)
+    return SampledState(rowptr, col, rowptr[1:] - rowptr[:-1])
+
+
+def _csr_long(m: Tensor) -> CSR:
+    return m.crow_indices().long(), m.col_indices().long()
+
+
+def _sampled_mean(csr: CSR, rows: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
+    """A uniform sample of ``k`` (``-1``: all) entries of each of ``rows [R]``: ``(pos [M], col
+    [M], weight [M])`` with ``weight = 1 / min(k, deg)``, so summing ``weight * x[col]`` per
+    ``pos`` is an unbiased estimate of the row's mean (exact with ``-1``; empty rows give 0)."""
+    rowptr, col = csr
+    pos, slot = sample_uniform(rowptr, rows, k)
+    deg = rowptr[rows + 1] - rowptr[rows]  # [R]
+    n = deg if k < 0 else deg.clamp(max=k)
+    return pos, col[slot], 1.0 / n.clamp(min=1).float()[pos]
+
+
+def _gather_mean(pos: Tensor, w: Tensor, x: Tensor, num_rows: int) -> Tensor:
+    """``out[r] = sum_{pos[m] = r} w[m] x[m]``; ``x [M, d]`` → ``[num_rows, d]``."""
+    return x.new_zeros(num_rows, x.size(1)).index_add(0, pos, w[:, None] * x)
+
+
 def derived_follows(graph: BipartiteGraph, item_creator: CSR, num_creators: int,
                     min_views: int) -> BipartiteGraph:
     """``(u, p)`` where ``u`` has at least ``min_views`` training interactions with ``p``'s videos."""
@@ -200,6 +272,7 @@ class VAGNN(Recommender):
         self.item = nn.Embedding(num_items, d)
         self.creator = nn.Embedding(num_creators, d)
         self.Q = nn.Parameter(torch.empty(k * d, k * d))  # gate, [kd, kd]
+        self.sampled = config.fanouts is not None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -231,11 +304,18 @@ class VAGNN(Recommender):
         keys = torch.unique(torch.cat([follows.keys(), uvu[1][p >= 0] * P + p[p >= 0]]))
         up_graph = BipartiteGraph.from_edges(keys // P, keys % P, U, P)
         ic_rows = torch.repeat_interleave(torch.arange(I, device=dev), ic[0][1:] - ic[0][:-1])
+        creator_pool = mean_pool_matrix(ic[1], ic_rows, P, I)
+        item_user_pool = mean_pool_matrix(graph.col, graph.users(), I, U)
+        if self.sampled:
+            views = dict(video_adj=sym_edges_state(ui_u, ui_v, U + I),
+                         vlogger_adj=SampledState(*bipartite_csr(up_graph)),
+                         creator_items=_csr_long(creator_pool[0]),
+                         item_users=_csr_long(item_user_pool[0]))
+        else:
+            views = dict(video_adj=sym_norm_edges(ui_u, ui_v, U + I),
+                         vlogger_adj=sym_norm_adjacency(up_graph))
         return VAGNNState(
-            video_adj=sym_norm_edges(ui_u, ui_v, U + I),
-            vlogger_adj=sym_norm_adjacency(up_graph),
-            creator_pool=mean_pool_matrix(ic[1], ic_rows, P, I),
-            item_user_pool=mean_pool_matrix(graph.col, graph.users(), I, U),
+            **views, creator_pool=creator_pool, item_user_pool=item_user_pool,
             item_creator_pool=mean_pool_matrix(ic_rows, ic[1], I, P),
             has_creator=(ic[0][1:] > ic[0][:-1]),
             follows=follows, follow_keys=follows.keys())
@@ -244,16 +324,22 @@ class VAGNN(Recommender):
     def ego_embeddings(self) -> tuple[Tensor, Tensor]:
         return self.user.weight, self.item.weight
 
+    def _propagate(self, adj: Tensor | SampledState, x: Tensor) -> Tensor:
+        c = self.config
+        if isinstance(adj, SampledState):  # sampled mode's full-graph embed: chunked, no grad
+            return chunked_propagate(adj, x, c.num_layers, c.chunk_size)
+        return propagate(adj, x, c.num_layers)
+
     def views(self, s: VAGNNState) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
-        """Per-view ``(users [U, d], videos [I, d], vloggers [P, d])`` lists, video view first."""
+        """Per-view ``(users [U, d], videos [I, d], vloggers [P, d])`` lists, video view first;
+        full graph (sampled mode: no gradients)."""
         c, U = self.config, self.num_users
         us, vs, ps = [], [], []
         if c.video_view:  # eqs 1–5
-            out = propagate(s.video_adj, torch.cat([self.user.weight, self.item.weight]), c.num_layers)
+            out = self._propagate(s.video_adj, torch.cat([self.user.weight, self.item.weight]))
             us.append(out[:U]), vs.append(out[U:]), ps.append(pool(s.creator_pool, out[U:]))
         if c.vlogger_view:  # eqs 6–10
-            out = propagate(s.vlogger_adj, torch.cat([self.user.weight, self.creator.weight]),
-                            c.num_layers)
+            out = self._propagate(s.vlogger_adj, torch.cat([self.user.weight, self.creator.weight]))
             us.append(out[:U]), ps.append(out[U:]), vs.append(pool(s.item_user_pool, out[:U]))
         return us, vs, ps
 
@@ -267,7 +353,11 @@ class VAGNN(Recommender):
         if not self.config.vlogger_score:
             return video
         pv = pool(s.item_creator_pool, vlogger)  # [I, kd], mean over the video's vloggers
-        w = torch.where(s.has_creator, self.gate(video, pv), torch.ones_like(pv[:, 0]))  # [I]
+        return self._mix(video, pv, s.has_creator)
+
+    def _mix(self, video: Tensor, pv: Tensor, has_creator: Tensor) -> Tensor:
+        """``w e_v + (1 - w) e_p(v)`` per row, ``w = 1`` where ``has_creator`` is False."""
+        w = torch.where(has_creator, self.gate(video, pv), torch.ones_like(pv[:, 0]))  # [N]
         return w[:, None] * video + (1 - w[:, None]) * pv
 
     def embed(self, s: VAGNNState) -> tuple[Tensor, Tensor]:
@@ -283,29 +373,92 @@ class VAGNN(Recommender):
         return users, pos, neg
 
     def loss(self, batch: BPRBatch, s: VAGNNState) -> dict[str, Tensor]:
-        c = self.config
+        if self.sampled:
+            return self._sampled_loss(batch, s)
         us, vs, ps = self.views(s)
         user_emb, creator_emb = torch.cat(us, -1), torch.cat(ps, -1)
         item_emb = self.item_vectors(s, torch.cat(vs, -1), creator_emb)
-        u, p, n = user_emb[batch.users], item_emb[batch.pos], item_emb[batch.neg]  # [B,kd] [B,kd] [B,k,kd]
+        ident = lambda x: x  # noqa: E731 (full tables: rows are global ids)
+        return self._terms(batch, s, self._vlogger_triples(s, batch.users), (us, vs, ps),
+                           (user_emb, item_emb, creator_emb), (ident, ident, ident))
+
+    def _terms(self, batch: BPRBatch, s: VAGNNState, triples: tuple[Tensor, Tensor, Tensor],
+               views: tuple[list[Tensor], list[Tensor], list[Tensor]],
+               emb: tuple[Tensor, Tensor, Tensor], rows) -> dict[str, Tensor]:
+        """The loss terms from per-view tables ``views`` and final tables ``emb`` (users, videos,
+        vloggers), whose rows for global ids ``x`` are ``rows[t](x)`` (full: the ids)."""
+        c = self.config
+        us, vs, ps = views
+        user_emb, item_emb, creator_emb = emb
+        ur, ir, pr = rows
+        u, p = user_emb[ur(batch.users)], item_emb[ir(batch.pos)]  # [B, kd] each
+        n = item_emb[ir(batch.neg)]  # [B, k, kd]
         video = bpr_loss((u * p).sum(-1), torch.einsum("bd,bkd->bk", u, n))
         zero = user_emb.sum() * 0
-        vu, vp, vn = self._vlogger_triples(s, batch.users)
+        vu, vp, vn = triples
         vlogger = zero
         if c.vlogger_loss and vu.numel():
-            eu = user_emb[vu]
-            vlogger = bpr_loss((eu * creator_emb[vp]).sum(-1), (eu * creator_emb[vn]).sum(-1, keepdim=True))
+            eu = user_emb[ur(vu)]
+            vlogger = bpr_loss((eu * creator_emb[pr(vp)]).sum(-1),
+                               (eu * creator_emb[pr(vn)]).sum(-1, keepdim=True))
         cl = zero
         if c.contrastive and len(us) == 2:  # eq 14
             first = self.ic_col[self.ic_rowptr[batch.pos[s.has_creator[batch.pos]]]]
-            nodes = (torch.unique(batch.users), torch.unique(batch.pos),
-                     torch.unique(torch.cat([vp, first])))
+            nodes = (ur(torch.unique(batch.users)), ir(torch.unique(batch.pos)),
+                     pr(torch.unique(torch.cat([vp, first]))))
             cl = sum(info_nce(a[i], b[i], c.tau) for (a, b), i in zip((us, vs, ps), nodes)) / 3
         rows = [self.creator.weight[vp], self.creator.weight[vn]] if c.vlogger_loss else []
         reg = l2_loss(self.user.weight[batch.users], self.item.weight[batch.pos],
                       self.item.weight[batch.neg], *rows) / len(batch)
         total = video + c.vlogger_weight * vlogger + c.cl_weight * cl + self.reg_weight * reg
         return {"loss": total, "video": video, "vlogger": vlogger, "cl": cl, "l2": reg}
+
+    # -- sampled mode -------------------------------------------------------------------------
+    def _sub_propagate(self, sub: Subgraph, second: nn.Embedding) -> Tensor:
+        """The seeds' mean of layers ``0..L`` ``[S, d]`` over ``sub`` (users ``< U``, then rows of
+        ``second`` offset by ``U``), LightGCN layers."""
+        U, node = self.num_users, sub.node
+        is_u = node < U
+        x = self.user.weight.new_zeros(node.numel(), self.config.embedding_dim)  # [N, d] layer 0
+        x = x.index_put((torch.nonzero(is_u)[:, 0],), self.user(node[is_u]))
+        x = x.index_put((torch.nonzero(~is_u)[:, 0],), second(node[~is_u] - U))
+        layers = hop_propagate(sub, x, self.config.num_layers,
+                               lambda l, adj, h: torch.sparse.mm(adj, h))
+        return torch.stack(layers).mean(0)
+
+    def _sampled_loss(self, batch: BPRBatch, s: VAGNNState) -> dict[str, Tensor]:
+        """The full mode's loss terms on sampled subgraphs of both views (module doc)."""
+        c, U = self.config, self.num_users
+        triples = self._vlogger_triples(s, batch.users)  # first: the full mode's RNG draws
+        users = torch.unique(batch.users)  # triples' users are batch users
+        items = torch.unique(torch.cat([batch.pos, batch.neg.flatten()]))
+        ic_pos, ic_cr, ic_w = _sampled_mean((self.ic_rowptr, self.ic_col), items, -1)
+        vloggers = torch.unique(torch.cat([ic_cr, triples[1], triples[2]]))
+        find = lambda ids: (lambda x: torch.searchsorted(ids, x))  # noqa: E731 (sorted ids)
+        us, vs, ps = [], [], []
+        if c.video_view:  # seeds: users, videos, a sample of each vlogger's videos (eq 4)
+            pos, vid, w = _sampled_mean(s.creator_items, vloggers, c.pool_fanout)
+            seeds = torch.unique(torch.cat([users, items + U, vid + U]))
+            keys = (undirected_edge_keys(batch.users, batch.pos + U, U + self.num_items)
+                    if c.exclude_targets else None)
+            sub = sample_subgraph(s.video_adj, seeds, list(c.fanouts), keys)
+            out, at = self._sub_propagate(sub, self.item), find(seeds)
+            us.append(out[at(users)]), vs.append(out[at(items + U)])
+            ps.append(_gather_mean(pos, w, out[at(vid + U)], vloggers.numel()))
+        if c.vlogger_view:  # seeds: users, vloggers, a sample of each video's users (eq 9)
+            pos, usr, w = _sampled_mean(s.item_users, items, c.pool_fanout)
+            seeds = torch.unique(torch.cat([users, usr, vloggers + U]))
+            sub = sample_subgraph(s.vlogger_adj, seeds, list(c.fanouts))  # no user–video edges
+            out, at = self._sub_propagate(sub, self.creator), find(seeds)
+            us.append(out[at(users)]), ps.append(out[at(vloggers + U)])
+            vs.append(_gather_mean(pos, w, out[at(usr)], items.numel()))
+        user_emb, video, creator_emb = torch.cat(us, -1), torch.cat(vs, -1), torch.cat(ps, -1)
+        item_emb = video
+        if c.vlogger_score:
+            pv = _gather_mean(ic_pos, ic_w, creator_emb[find(vloggers)(ic_cr)], items.numel())
+            item_emb = self._mix(video, pv, s.has_creator[items])
+        return self._terms(batch, s, triples, (us, vs, ps), (user_emb, item_emb, creator_emb),
+                           (find(users), find(items), find(vloggers)))
 
     def extra_repr(self) -> str:
         c = self.config

@@ -1,4 +1,5 @@
-"""VA-GNN: the gate and pooling by hand, the two views' graphs, gradients, ablations, a fit."""
+"""VA-GNN: the gate and pooling by hand, the two views' graphs, gradients, ablations, a fit; the
+sampled mini-batch mode (exact with fan-outs -1 and full pooling)."""
 import math
 
 import pytest
@@ -8,7 +9,7 @@ from reelgraph.data.synthetic import WorldConfig
 from reelgraph.graph import BipartiteGraph
 from reelgraph.models import LightGCNConfig, MFConfig
 from reelgraph.models.lightgcn import sym_norm_adjacency
-from reelgraph.models.vagnn import VAGNN, VAGNNConfig, derived_follows
+from reelgraph.models.vagnn import VAGNN, VAGNNConfig, _sampled_mean, derived_follows
 from reelgraph.samplers.batch import BPRBatch
 
 U, I, P = 6, 8, 3
@@ -124,3 +125,78 @@ def test_short_fit_beats_bpr_mf_and_lightgcn(make_world, fit_recall):
     mf = fit_recall(planted_world, MFConfig(embedding_dim=32))
     lightgcn = fit_recall(planted_world, LightGCNConfig(embedding_dim=32, num_layers=2))
     assert vagnn > 1.1 * mf and vagnn > lightgcn, (vagnn, mf, lightgcn)
+
+
+# -- sampled mini-batch mode (as in test_lightgcn / test_simgcl) ---------------------------------
+def _pair(fanouts, **kw) -> tuple[VAGNN, VAGNN]:
+    """A sampled VA-GNN and a full-graph one with the same weights."""
+    full = _model(**kw)
+    sampled = VAGNN(U, I, P, (MADE.rowptr, MADE.col), (FOLLOWS.rowptr, FOLLOWS.col),
+                    VAGNNConfig(embedding_dim=4, num_layers=2, fanouts=fanouts, **kw))
+    sampled.load_state_dict(full.state_dict())
+    return sampled, full
+
+
+@pytest.mark.parametrize("kw", [{}, {"q1": 1.0, "q2": 1.0, "num_walks": 4}, {"contrastive": False},
+                                {"video_view": False}, {"vlogger_view": False},
+                                {"vlogger_score": False}])
+def test_full_fanouts_and_pooling_give_the_full_graph_loss(kw):
+    model, full = _pair([-1, -1], **kw)
+    torch.manual_seed(7)  # the vlogger triples draw from the global RNG
+    got = model.loss(BATCH, model.prepare(TRAIN))
+    torch.manual_seed(7)
+    want = full.loss(BATCH, full.prepare(TRAIN))
+    assert set(got) == set(want)
+    for k in want:
+        assert torch.allclose(got[k], want[k], atol=1e-6), (k, got[k], want[k])
+    if not kw:
+        assert want["vlogger"] > 0 and want["cl"] > 0  # every term is really compared
+    # embed stays the full-graph embeddings (chunked in sampled mode)
+    for a, b in zip(model.embed(model.prepare(TRAIN)), full.embed(full.prepare(TRAIN))):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_sampled_gradient_reaches_every_parameter():
+    model, _ = _pair([2, 1], pool_fanout=1)
+    out = model.loss(BATCH, model.prepare(TRAIN))
+    assert set(out) == {"loss", "video", "vlogger", "cl", "l2"}
+    assert out["vlogger"] > 0 and out["cl"] > 0
+    out["loss"].backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_sampled_mean_pooling_is_unbiased():
+    state = _pair([-1, -1])[0].prepare(TRAIN)
+    x = torch.randn(I, 3, generator=torch.Generator().manual_seed(0))
+    exact = state.creator_pool[0] @ x  # [P, 3] mean of each vlogger's videos (eq 4)
+
+    def estimate(k):
+        pos, videos, w = _sampled_mean(state.creator_items, torch.arange(P), k)
+        return torch.zeros(P, 3).index_add(0, pos, w[:, None] * x[videos])
+
+    assert torch.allclose(estimate(-1), exact, atol=1e-6)
+    torch.manual_seed(0)
+    draws = torch.stack([estimate(1) for _ in range(4000)])  # one video of each vlogger
+    assert not torch.allclose(draws[0], exact, atol=1e-3)  # a single draw is not the mean
+    assert torch.allclose(draws.mean(0), exact, atol=0.05)
+
+
+def test_sampled_config_validation():
+    with pytest.raises(ValueError, match="VAGNNConfig: 1 fanouts .* num_layers=2"):
+        VAGNNConfig(num_layers=2, fanouts=[10])
+    with pytest.raises(ValueError, match="pool_fanout"):
+        VAGNNConfig(num_layers=2, fanouts=[10, 5], pool_fanout=0)
+    assert not _model().sampled and _pair([3, 3])[0].sampled
+
+
+def test_short_sampled_fit_beats_bpr_mf(make_world, fit_recall):
+    # measured (seed 0): MF 0.168, sampled VA-GNN (fanouts [10, 5], pool_fanout 10) 0.397,
+    # full-graph VA-GNN 0.395 (seeds 1-3: sampled / MF 2.04-2.16, sampled / full 0.95-1.00)
+    planted_world = make_world(WORLD)
+    cfg = VAGNNConfig(embedding_dim=32, num_layers=2)
+    sampled = fit_recall(planted_world, VAGNNConfig(**{**vars(cfg), "fanouts": [10, 5],
+                                                       "pool_fanout": 10}))
+    full = fit_recall(planted_world, cfg)
+    mf = fit_recall(planted_world, MFConfig(embedding_dim=32))
+    assert sampled > 1.6 * mf and sampled > 0.9 * full, (sampled, full, mf)
