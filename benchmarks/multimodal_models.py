@@ -37,6 +37,7 @@ VARIANTS = {  # name -> flags of A2BM2GLConfig (None: LightGCN)
     "model-al": {"adaptive_loss": False},     # BPR instead of the adaptive loss
     "model-str": {"str_loss": False},         # no L_str
     "no-semantic": {"semantic": False},       # the paper's prose for model-str
+    "a2bm2gl-sampled": {"fanouts": [10, 5, 5]},  # sampled mini-batches (collaborative part)
     "lightgcn": None,
 }
 

@@ -44,25 +44,66 @@ Where the paper is vague (each choice is ours):
   BPR's 0.22. Unit rows put ``X W`` on the ego embeddings' scale (std ~0.1 per coordinate).
 - Features are non-persistent buffers: data, re-read from the store when a model is built, so
   checkpoints stay small.
+
+Sampled mini-batch training (``A2BM2GLConfig.fanouts``, the fields of
+:class:`~reelgraph.models.lightgcn.SampledGCNConfig`; ``None`` keeps the full-graph mode above,
+unchanged): ``prepare`` keeps the bipartite graph's symmetric CSR and FULL-graph degrees
+(:class:`~reelgraph.models.lightgcn.SampledState`) instead of the eq. 1 operator; the kNN graphs
+and the full-adjacent (RWR) layers are built as in the full mode. Each step computes exactly the
+rows the loss reads:
+
+- fused rows: the batch's unique users, its positives and negatives and, with the adaptive loss,
+  eq. 9's items (below); each needs the collaborative rows of itself and of its user–item
+  full-adjacent neighbours (anti-bottleneck), and its items the semantic rows of themselves, of
+  their modality full-adjacent neighbours and (L_sem) of the positives' kNN lists;
+- collaborative rows: only this propagation is sampled. The ``L``-hop neighbourhood of those
+  nodes is drawn by :func:`~reelgraph.models.lightgcn.sample_subgraph` (``exclude_targets`` drops
+  the batch's positive edges; degrees stay the full-graph ones) and propagated layer by layer
+  (:func:`~reelgraph.models.subgraph.hop_propagate`). Eq. 1's row ``v`` is
+  ``h_v / (d_v + 1) + sum_u h_u / sqrt((d_v + 1)(d_u + 1))``: the self-loop term is added exactly
+  and each sampled edge carries ``1 / sqrt((d_v + 1)(d_u + 1))`` times ``d_v / min(k, d_v)``, the
+  inverse chance of keeping it (Horvitz–Thompson), so every layer is an unbiased estimate of the
+  full-graph layer (hops are drawn independently, so their products stay unbiased);
+- semantic rows are exact (no sampling): a kNN graph has ``knn_k`` out-edges per item (plus the
+  symmetrised in-edges, more for hub items), so a row of eq. 4 reads its neighbours' ``X W`` and,
+  for their degrees, the learned weights of their edges (two kNN hops); only those items are
+  encoded;
+- full-adjacent layers are top-``rwr_top_n`` lists (bounded fan-in): attention over them is exact
+  given the rows above;
+- eq. 9 needs, per batch user, the mean fused item over N(u)+ and over N(u)- (= all items minus
+  N(u)+). Both are estimated without bias: the N(u)+ mean from a uniform sample of
+  ``boundary_fanout`` of the user's train items, the all-item sum as ``I / S`` times the sum over
+  ``S = boundary_items`` items drawn uniformly without replacement for the batch (the one piece
+  that reads every item in the full mode; computing it exactly would cost a full forward per
+  step). ``-1`` takes all (exact, up to the sampled collaborative rows).
+- The loss terms are then the full mode's on those rows. With all fan-outs, ``boundary_fanout``
+  and ``boundary_items`` ``-1`` the loss equals the full mode's (up to float summation order).
+  The loss is not unbiased (it is non-linear in the embeddings), as for any sampled GNN.
+
+``embed`` stays the full-graph embeddings in both modes (sampled: no gradients, the eq. 1 operator
+applied ``chunk_size`` rows at a time from the kept CSR; the attention still reads ``[N, n, d]``).
+Sampling draws from torch's global RNG.
 """
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
-from typing import Optional
+from dataclasses import dataclass, field, replace
+from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from reelgraph.graph import BipartiteGraph, csr_rows, to_csr
-from reelgraph.models.base import ModelConfig, Recommender, bpr_loss, l2_loss
-from reelgraph.models.lightgcn import propagate
+from reelgraph.graph import BipartiteGraph, csr_rows, to_csr, undirected_edge_keys
+from reelgraph.models.base import Recommender, bpr_loss, l2_loss
+from reelgraph.models.lightgcn import (SampledGCNConfig, SampledState, bipartite_csr,
+                                       chunked_spmm, propagate, sample_subgraph)
+from reelgraph.models.subgraph import Subgraph, hop_propagate, sampled_mean
 from reelgraph.samplers.batch import BPRBatch
 
 
 @dataclass
-class A2BM2GLConfig(ModelConfig):
+class A2BM2GLConfig(SampledGCNConfig):
     embedding_dim: int = 64             # d of every representation
     num_layers: int = 3                 # collaborative propagation steps L
     reg_weight: float = 1e-2            # lambda: L2 on the batch's ego embeddings (see below)
@@ -82,6 +123,14 @@ class A2BM2GLConfig(ModelConfig):
     str_loss: bool = True               # False: model-str (no L_str)
     semantic: bool = True               # False: no semantic module (and no L_sem)
     modalities: Optional[list[str]] = field(default=None)  # store modalities used; None: all
+    boundary_fanout: int = 16           # sampled: train items per batch user for eq. 9's N(u)+
+    boundary_items: int = 256           # sampled: uniform items estimating eq. 9's all-item sum
+
+    def __post_init__(self):
+        super().__post_init__()
+        for name in ("boundary_fanout", "boundary_items"):
+            if getattr(self, name) == 0 or getattr(self, name) < -1:
+                raise ValueError(f"A2BM2GLConfig: {name}={getattr(self, name)} must be >= 1 or -1")
 
     def build(self, store) -> "A2BM2GL":
         names = [] if not self.semantic else (
@@ -183,13 +232,15 @@ class Neighbourhood:
 
 @dataclass(frozen=True)
 class ModalityGraph:
-    """One modality's kNN graph: undirected edges ``row``/``col`` ``[E]``, ``knn [I, k]`` (L_sem
-    positives), ``beta [I, k]`` their constraint weights, ``rwr`` its full-adjacent layer."""
+    """One modality's kNN graph: undirected edges ``row``/``col`` ``[E]`` (CSR order, ``rowptr
+    [I + 1]``), ``knn [I, k]`` (L_sem positives), ``beta [I, k]`` their constraint weights, ``rwr``
+    its full-adjacent layer."""
     row: Tensor
     col: Tensor
     knn: Tensor
     beta: Tensor
     rwr: Optional[Neighbourhood]
+    rowptr: Optional[Tensor] = None
 
 
 @dataclass(frozen=True)
@@ -197,13 +248,15 @@ class A2BM2GLState:
     """What ``prepare`` computes once per training graph.
 
     Attributes:
-        adj: eq. 1 operator, CSR ``[U + I, U + I]``. deg: ``[U + I]`` node degrees.
+        adj: eq. 1 operator, CSR ``[U + I, U + I]``; sampled mode: the bipartite graph's
+            :class:`~reelgraph.models.lightgcn.SampledState` (symmetric CSR, degrees).
+        deg: ``[U + I]`` node degrees.
         beta_scale: mean of raw eq. 2 weights over train edges (to rescale a batch's betas).
         rowptr, col: the train CSR (eq. 9's interacted-item means).
         rwr: user–item full-adjacent layer (``None`` without the anti-bottleneck module).
         modalities: one :class:`ModalityGraph` per modality, in the model's order.
     """
-    adj: Tensor
+    adj: Tensor | SampledState
     deg: Tensor
     beta_scale: Tensor
     rowptr: Tensor
@@ -229,10 +282,14 @@ def gcn_self_loop(h: Tensor, row: Tensor, col: Tensor, weight: Tensor, loop: Ten
 
 def attend(h: Tensor, nbr: Neighbourhood, att: Tensor) -> Tensor:
     """Eq. 6: ``sum_i softmax_i(LeakyReLU(a^T [h_v || h_i])) h_i`` over ``nbr``; ``h [N, d]``."""
+    return attend_rows(h, h[nbr.index], nbr.mask, att)
+
+
+def attend_rows(h: Tensor, h_nbr: Tensor, mask: Tensor, att: Tensor) -> Tensor:
+    """:func:`attend` for some rows: their own ``h [R, d]``, neighbours' ``h_nbr [R, n, d]``."""
     d = h.size(1)
-    h_nbr = h[nbr.index]                                                     # [N, n, d]
-    logit = F.leaky_relu((h @ att[:d]).unsqueeze(1) + h_nbr @ att[d:], 0.2)  # [N, n]
-    a = torch.softmax(logit.masked_fill(~nbr.mask, -1e9), dim=1) * nbr.mask  # no neighbour: 0
+    logit = F.leaky_relu((h @ att[:d]).unsqueeze(1) + h_nbr @ att[d:], 0.2)  # [R, n]
+    a = torch.softmax(logit.masked_fill(~mask, -1e9), dim=1) * mask          # no neighbour: 0
     return (a.unsqueeze(-1) * h_nbr).sum(1)
 
 
@@ -249,6 +306,14 @@ def adaptive_loss(pos_score: Tensor, neg_score: Tensor, upper: Tensor, lower: Te
 def constraint_loss(pos_score: Tensor, neg_score: Tensor, beta: Tensor) -> Tensor:
     """UltraGCN-style: ``mean beta * -log σ(s+)`` + ``mean -log σ(-s-)``; ``beta`` like ``pos``."""
     return (beta * F.softplus(-pos_score)).mean() + F.softplus(neg_score).mean()
+
+
+def csr_slots(rowptr: Tensor, rows: Tensor) -> Tensor:
+    """Positions ``[M]`` in a CSR's ``col`` of every entry of ``rows [R]``, row by row."""
+    start, count = rowptr[rows], rowptr[rows + 1] - rowptr[rows]
+    seg = torch.repeat_interleave(torch.arange(rows.numel(), device=rows.device), count)
+    offset = torch.arange(seg.numel(), device=rows.device) - (torch.cumsum(count, 0) - count)[seg]
+    return start[seg] + offset
 
 
 def interacted_mean(rowptr: Tensor, col: Tensor, users: Tensor, item_emb: Tensor) -> Tensor:
@@ -280,6 +345,7 @@ class A2BM2GL(Recommender):
         super().__init__()
         self.num_users, self.num_items, self.config = num_users, num_items, config
         self.reg_weight, d = config.reg_weight, config.embedding_dim
+        self.sampled = config.fanouts is not None
         features = features or {}
         self.modality_names = list(features)
         for j, (m, x) in enumerate(features.items()):
@@ -335,7 +401,7 @@ class A2BM2GL(Recommender):
         scale = constraint_beta(deg[row], deg[col]).mean()
         beta = constraint_beta(deg.unsqueeze(1).expand_as(knn), deg[knn]) / scale  # [I, k]
         rwr = self._neighbourhood(rowptr, col) if self.config.anti_bottleneck else None
-        return ModalityGraph(row, col, knn, beta, rwr)
+        return ModalityGraph(row, col, knn, beta, rwr, rowptr)
 
     @torch.no_grad()
     def prepare(self, graph: BipartiteGraph) -> A2BM2GLState:
@@ -345,8 +411,10 @@ class A2BM2GL(Recommender):
             row, col = bipartite_edges(graph)
             rowptr, col, _ = to_csr(row, col, graph.num_users + graph.num_items)
             rwr = self._neighbourhood(rowptr, col)
+        adj = (SampledState(*bipartite_csr(graph)) if self.sampled
+               else self_loop_norm_adjacency(graph))
         return A2BM2GLState(
-            adj=self_loop_norm_adjacency(graph), deg=torch.cat([deg_u, deg_i]),
+            adj=adj, deg=torch.cat([deg_u, deg_i]),
             beta_scale=constraint_beta(deg_u[graph.users()], deg_i[graph.col]).mean(),
             rowptr=graph.rowptr, col=graph.col, rwr=rwr,
             modalities=tuple(self._modality_graph(j) for j in range(len(self.modality_names))))
@@ -359,10 +427,51 @@ class A2BM2GL(Recommender):
         loop = F.softplus(self.loop_weight[j])
         return F.relu(gcn_self_loop(self.encoders[j](x), g.row, g.col, weight, loop))
 
+    def _semantic_rows(self, j: int, g: ModalityGraph, rows: Tensor) -> Tensor:
+        """Rows ``[R, d]`` of :meth:`_semantic` for sorted unique items ``rows [R]``, exactly: they
+        read their kNN neighbours' ``X W`` and, for the degrees, those neighbours' edges."""
+        x, heads = self.feature(j), self.heads[j]
+        e1 = csr_slots(g.rowptr, rows)                                       # rows' edges
+        nodes = torch.unique(torch.cat([rows, g.col[e1]]))                   # rows + neighbours
+        e2 = csr_slots(g.rowptr, nodes)                                      # their edges
+        ends = torch.unique(torch.cat([nodes, g.col[e2]]))
+        z = F.normalize(x[ends].unsqueeze(1) * heads, dim=2).flatten(1)      # eq. 3's unit rows
+        at_end = lambda i: torch.searchsorted(ends, i)  # noqa: E731 (sorted ids)
+        at_node = lambda i: torch.searchsorted(nodes, i)  # noqa: E731
+        cos = lambda e: (z[at_end(g.row[e])] * z[at_end(g.col[e])]).sum(-1) / heads.size(0)  # noqa
+        loop = F.softplus(self.loop_weight[j])
+        deg = torch.zeros(nodes.numel(), device=x.device).index_add(
+            0, at_node(g.row[e2]), F.relu(cos(e2))) + loop                   # [n]
+        norm = deg.clamp(min=1e-12).rsqrt()
+        h = self.encoders[j](x[nodes])                                       # [n, d]
+        r, c = at_node(g.row[e1]), at_node(g.col[e1])
+        msg = (norm[r] * F.relu(cos(e1)) * norm[c]).unsqueeze(1) * h[c]
+        own = at_node(rows)
+        out = torch.zeros(rows.numel(), h.size(1), device=x.device).index_add(
+            0, torch.searchsorted(rows, g.row[e1]), msg)
+        return F.relu(out + (loop / deg[own].clamp(min=1e-12)).unsqueeze(1) * h[own])
+
+    @torch.no_grad()
+    def _chunked_collaborative(self, s: SampledState) -> Tensor:
+        """Eq. 1's propagation (mean of layers ``0..L``) without gradients, ``chunk_size`` rows of
+        the operator at a time: ``D~^-1/2 A D~^-1/2`` is ``D^-1/2 A D^-1/2`` with degrees ``+ 1``,
+        plus the self-loop term ``h / (d + 1)``."""
+        loop = (s.deg.float() + 1).reciprocal().unsqueeze(1)
+        shifted = SampledState(s.rowptr, s.col, s.deg + 1)
+        x = self.embedding.weight
+        out, h = x.clone(), x
+        for _ in range(self.config.num_layers):
+            h = chunked_spmm(shifted, h, self.config.chunk_size) + loop * h
+            out += h
+        return out / (self.config.num_layers + 1)
+
     def _forward(self, state: A2BM2GLState) -> tuple[Tensor, list[Tensor], Tensor, Tensor]:
         """Collaborative ``[U + I, d]``, semantic ``[I, d]`` per modality, fused user and item."""
         U = self.num_users
-        cf = propagate(state.adj, self.embedding.weight, self.config.num_layers)
+        if isinstance(state.adj, SampledState):
+            cf = self._chunked_collaborative(state.adj)
+        else:
+            cf = propagate(state.adj, self.embedding.weight, self.config.num_layers)
         sem = [self._semantic(j, g) for j, g in enumerate(state.modalities)]
         user, item = cf[:U], cf[U:]
         if self.config.anti_bottleneck:
@@ -375,7 +484,10 @@ class A2BM2GL(Recommender):
         return cf, sem, user, item
 
     def embed(self, state: A2BM2GLState) -> tuple[Tensor, Tensor]:
-        _, _, user, item = self._forward(state)
+        """Fused ``(user [U, d], item [I, d])`` of the full graph in both modes (sampled mode:
+        evaluation only, no gradients)."""
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.sampled):
+            _, _, user, item = self._forward(state)
         return user, item
 
     def ego_embeddings(self) -> tuple[Tensor, Tensor]:
@@ -389,10 +501,24 @@ class A2BM2GL(Recommender):
         pos_mean = interacted_mean(state.rowptr, state.col, uniq, item)       # [b, d]
         count = (state.rowptr[uniq + 1] - state.rowptr[uniq]).float().unsqueeze(1)
         neg_mean = (item.sum(0) - pos_mean * count) / (self.num_items - count).clamp(min=1)
-        e_u = user[uniq]
+        upper, lower = self._boundary_mlps(user[uniq], pos_mean, neg_mean)
+        return upper[inv], lower[inv]
+
+    def _boundary_mlps(self, e_u: Tensor, pos_mean: Tensor, neg_mean: Tensor
+                       ) -> tuple[Tensor, Tensor]:
         upper = self.upper(torch.cat([e_u, pos_mean], 1)).squeeze(1)
         lower = self.lower(torch.cat([e_u, neg_mean], 1)).squeeze(1)
-        return upper[inv], lower[inv]
+        return upper, lower
+
+    def _constraint(self, u: Tensor, p: Tensor, n: Tensor, batch: BPRBatch, state: A2BM2GLState
+                    ) -> Tensor:
+        """L_str from the collaborative rows of the batch's users ``u [B, d]``, positives
+        ``p [B, d]`` and negatives ``n [B, k, d]``."""
+        pos = (u * p).sum(-1)
+        neg = torch.einsum("bd,bkd->bk", u, n)
+        U = self.num_users
+        beta = constraint_beta(state.deg[batch.users], state.deg[U + batch.pos]) / state.beta_scale
+        return constraint_loss(pos, neg, beta)
 
     def _str_loss(self, cf: Tensor, batch: BPRBatch, state: A2BM2GLState) -> Tensor:
         U = self.num_users
@@ -401,6 +527,13 @@ class A2BM2GL(Recommender):
         neg = torch.einsum("bd,bkd->bk", u, cf[U + batch.neg])
         beta = constraint_beta(state.deg[batch.users], state.deg[U + batch.pos]) / state.beta_scale
         return constraint_loss(pos, neg, beta)
+
+    @staticmethod
+    def _sem_term(anchor: Tensor, knn: Tensor, neg: Tensor, beta: Tensor) -> Tensor:
+        """One modality's L_sem from ``anchor [B, d]``, its kNN rows ``[B, knn_k, d]`` and the
+        negatives' ``[B, k, d]`` (sampled mode; :meth:`_sem_loss` is the full mode's)."""
+        pos = torch.einsum("bd,bkd->bk", anchor, knn)                        # [B, knn_k]
+        return constraint_loss(pos, torch.einsum("bd,bkd->bk", anchor, neg), beta)
 
     def _sem_loss(self, sem: list[Tensor], batch: BPRBatch, state: A2BM2GLState) -> Tensor:
         total = torch.zeros((), device=batch.pos.device)
@@ -411,25 +544,119 @@ class A2BM2GL(Recommender):
             total = total + constraint_loss(pos, neg, g.beta[batch.pos])
         return total
 
-    def loss(self, batch: BPRBatch, state: A2BM2GLState) -> dict[str, Tensor]:
+    def _terms(self, batch: BPRBatch, u: Tensor, item_pos: Tensor, item_neg: Tensor,
+               bounds: Optional[Callable[[], tuple[Tensor, Tensor]]],
+               str_term: Optional[Callable[[], Tensor]], sem_term: Optional[Callable[[], Tensor]]
+               ) -> dict[str, Tensor]:
+        """The loss from the batch's fused rows (``u [B, d]``, ``item_pos [B, d]``, ``item_neg
+        [B, k, d]``), eq. 9's boundaries ``[B]`` and the constraint terms, each given as a thunk
+        (``None``: off) run after the scores, the full mode's order (so its gradients keep their
+        summation order bit for bit)."""
         c = self.config
-        cf, sem, user, item = self._forward(state)
-        u = user[batch.users]                                                 # [B, d]
-        pos = (u * item[batch.pos]).sum(-1)                                   # [B]
-        neg = torch.einsum("bd,bkd->bk", u, item[batch.neg])                  # [B, k]
+        pos = (u * item_pos).sum(-1)                                          # [B]
+        neg = torch.einsum("bd,bkd->bk", u, item_neg)                         # [B, k]
         terms: dict[str, Tensor] = {}
-        if c.adaptive_loss:
-            upper, lower = self.boundaries(state, batch.users, user, item)
-            terms["rec"], terms["margin"] = adaptive_loss(pos, neg, upper, lower, c.margin)
+        if bounds is not None:
+            terms["rec"], terms["margin"] = adaptive_loss(pos, neg, *bounds(), c.margin)
             total = terms["rec"] + c.margin_weight * terms["margin"]
         else:
             total = terms["bpr"] = bpr_loss(pos, neg)
-        if c.str_loss:
-            terms["str"] = self._str_loss(cf, batch, state)
+        if str_term is not None:
+            terms["str"] = str_term()
             total = total + c.str_weight * terms["str"]
-        if sem:
-            terms["sem"] = self._sem_loss(sem, batch, state)
+        if sem_term is not None:
+            terms["sem"] = sem_term()
             total = total + c.sem_weight * terms["sem"]
         ego_u, ego_i = self.ego_embeddings()
         terms["l2"] = l2_loss(ego_u[batch.users], ego_i[batch.pos], ego_i[batch.neg]) / len(batch)
         return {"loss": total + c.reg_weight * terms["l2"], **terms}
+
+    def loss(self, batch: BPRBatch, state: A2BM2GLState) -> dict[str, Tensor]:
+        if self.sampled:
+            return self._sampled_loss(batch, state)
+        c = self.config
+        cf, sem, user, item = self._forward(state)
+        return self._terms(
+            batch, user[batch.users], item[batch.pos], item[batch.neg],
+            (lambda: self.boundaries(state, batch.users, user, item)) if c.adaptive_loss else None,
+            (lambda: self._str_loss(cf, batch, state)) if c.str_loss else None,
+            (lambda: self._sem_loss(sem, batch, state)) if sem else None)
+
+    # -- sampled mode ----------------------------------------------------------------------
+    def _sub_collaborative(self, sub: Subgraph, deg: Tensor) -> Tensor:
+        """Eq. 1's mean of layers ``0..L`` for the seeds of ``sub`` ``[S, d]``: its edges
+        reweighted from ``sample_subgraph``'s ``c / sqrt(d_v d_u)`` (``c`` = 1 / P(kept)) to
+        ``c / sqrt((d_v + 1)(d_u + 1))``, plus the exact self-loop ``h_v / (d_v + 1)``."""
+        dv, du = deg[sub.node[sub.row]].float(), deg[sub.node[sub.col]].float()  # >= 1 on edges
+        sub = replace(sub, weight=sub.weight * (dv * du).sqrt() * ((dv + 1) * (du + 1)).rsqrt())
+        loop = (deg[sub.node].float() + 1).reciprocal().unsqueeze(1)          # [N, 1]
+
+        def layer(_: int, adj: Tensor, h: Tensor) -> Tensor:
+            t = adj.size(0)
+            return torch.sparse.mm(adj, h) + loop[:t] * h[:t]
+
+        layers = hop_propagate(sub, self.embedding(sub.node), self.config.num_layers, layer)
+        return torch.stack(layers).mean(0)
+
+    def _sampled_loss(self, batch: BPRBatch, state: A2BM2GLState) -> dict[str, Tensor]:
+        """The full mode's loss terms on exactly the rows they read (module doc)."""
+        c, U, I = self.config, self.num_users, self.num_items
+        dev = batch.users.device
+        users = torch.unique(batch.users)
+        parts = [batch.pos, batch.neg.flatten()]
+        if c.adaptive_loss:  # eq. 9: a sample of each user's N(u)+ and of all items
+            b_pos, b_item, b_w = sampled_mean(state.rowptr, state.col, users, c.boundary_fanout)
+            size = I if c.boundary_items < 0 else min(c.boundary_items, I)
+            b_all = (torch.arange(I, device=dev) if size == I
+                     else torch.randperm(I, device=dev)[:size])
+            parts += [b_item, b_all]
+        items = torch.unique(torch.cat(parts))
+        fused = torch.cat([users, items + U])                                # sorted
+        need = fused
+        if c.anti_bottleneck:
+            need = torch.unique(torch.cat([fused, state.rwr.index[fused].flatten()]))
+        keys = (undirected_edge_keys(batch.users, batch.pos + U, U + I)
+                if c.exclude_targets else None)
+        sub = sample_subgraph(state.adj, need, list(c.fanouts), keys)
+        cf = self._sub_collaborative(sub, state.deg)                         # [|need|, d]
+        at = lambda ids: torch.searchsorted(need, ids)  # noqa: E731 (sorted ids)
+        emb = cf[at(fused)]
+        if c.anti_bottleneck:
+            emb = emb + attend_rows(emb, cf[at(state.rwr.index[fused])], state.rwr.mask[fused],
+                                    self.attention[0])
+        user, item = emb[: users.numel()], emb[users.numel():]
+        sem_items, sem_term = [], None
+        for j, g in enumerate(state.modalities):
+            extra = [g.knn[batch.pos].flatten()]
+            if c.anti_bottleneck:
+                extra.append(g.rwr.index[items].flatten())
+            rows = torch.unique(torch.cat([items, *extra]))
+            h = self._semantic_rows(j, g, rows)
+            find = lambda ids: torch.searchsorted(rows, ids)  # noqa: E731
+            sem_items.append(h[find(items)])
+            if c.anti_bottleneck:
+                item = item + attend_rows(sem_items[-1], h[find(g.rwr.index[items])],
+                                          g.rwr.mask[items], self.attention[j + 1])
+            term = self._sem_term(h[find(batch.pos)], h[find(g.knn[batch.pos])],
+                                  h[find(batch.neg)], g.beta[batch.pos])
+            sem_term = term if sem_term is None else sem_term + term
+        for h in sem_items:
+            item = item + h
+        fu = torch.searchsorted(users, batch.users)
+        fi = lambda ids: torch.searchsorted(items, ids)  # noqa: E731
+        bounds = None
+        if c.adaptive_loss:
+            pos_mean = item.new_zeros(users.numel(), item.size(1)).index_add(
+                0, b_pos, b_w.unsqueeze(1) * item[fi(b_item)])               # [b, d]
+            count = (state.rowptr[users + 1] - state.rowptr[users]).float().unsqueeze(1)
+            total = item[fi(b_all)].sum(0) * (I / size)
+            neg_mean = (total - pos_mean * count) / (I - count).clamp(min=1)
+            upper, lower = self._boundary_mlps(user, pos_mean, neg_mean)
+            bounds = (lambda: (upper[fu], lower[fu]))
+        str_term = None
+        if c.str_loss:
+            str_term = self._constraint(cf[at(batch.users)], cf[at(U + batch.pos)],
+                                        cf[at(U + batch.neg)], batch, state)
+        return self._terms(batch, user[fu], item[fi(batch.pos)], item[fi(batch.neg)], bounds,
+                           None if str_term is None else (lambda: str_term),
+                           None if sem_term is None else (lambda: sem_term))

@@ -1,6 +1,7 @@
-"""A sampled ``L``-hop neighbourhood, shared by the sampled-mode models
-(:mod:`reelgraph.models.sage`, :mod:`reelgraph.models.lightgcn` and its subclasses,
-:mod:`reelgraph.models.ngcf`), and the layer-by-layer propagation over it."""
+"""What the sampled-mode models share (:mod:`~reelgraph.models.sage`,
+:mod:`~reelgraph.models.lightgcn` and its subclasses, :mod:`~reelgraph.models.vagnn`,
+:mod:`~reelgraph.models.a2bm2gl`): a sampled ``L``-hop neighbourhood, the layer-by-layer
+propagation over it, and unbiased sampled row means."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,6 +9,8 @@ from typing import Callable
 
 import torch
 from torch import Tensor
+
+from reelgraph.samplers.neighbor import sample_uniform
 
 
 @dataclass(frozen=True)
@@ -49,3 +52,14 @@ def hop_propagate(sub: Subgraph, x: Tensor, num_layers: int,
         h = layer(l, adj, h)  # [t, d']
         layers.append(h[:S])
     return layers
+
+
+def sampled_mean(rowptr: Tensor, col: Tensor, rows: Tensor, k: int
+                 ) -> tuple[Tensor, Tensor, Tensor]:
+    """A uniform sample of ``k`` (``-1``: all) entries of each of ``rows [R]``: ``(pos [M], col
+    [M], weight [M])``, ``weight = 1 / min(k, deg)``: summing ``weight * x[col]`` per ``pos`` is
+    an unbiased estimate of the row's mean over ``x`` (exact with ``-1``; empty rows give 0)."""
+    pos, slot = sample_uniform(rowptr, rows, k)
+    deg = rowptr[rows + 1] - rowptr[rows]
+    n = deg if k < 0 else deg.clamp(max=k)
+    return pos, col[slot], 1.0 / n.clamp(min=1).float()[pos]

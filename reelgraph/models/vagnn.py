@@ -88,12 +88,11 @@ from reelgraph.models.base import Recommender, bpr_loss, l2_loss
 from reelgraph.models.lightgcn import (SampledGCNConfig, SampledState, bipartite_csr,
                                        chunked_propagate, propagate, sample_subgraph,
                                        sym_norm_adjacency)
-from reelgraph.models.subgraph import Subgraph, hop_propagate
+from reelgraph.models.subgraph import Subgraph, hop_propagate, sampled_mean
 from reelgraph.models.simgcl import info_nce
 from reelgraph.samplers.batch import BPRBatch
 from reelgraph.samplers.metapath import metapath_walks
 from reelgraph.samplers.negative import uniform_negatives
-from reelgraph.samplers.neighbor import sample_uniform
 from reelgraph.samplers.pinsage import transpose_csr, walk_step
 
 CSR = tuple[Tensor, Tensor]
@@ -216,17 +215,6 @@ def sym_edges_state(row: Tensor, col: Tensor, num_nodes: int) -> SampledState:
 
 def _csr_long(m: Tensor) -> CSR:
     return m.crow_indices().long(), m.col_indices().long()
-
-
-def _sampled_mean(csr: CSR, rows: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
-    """A uniform sample of ``k`` (``-1``: all) entries of each of ``rows [R]``: ``(pos [M], col
-    [M], weight [M])`` with ``weight = 1 / min(k, deg)``, so summing ``weight * x[col]`` per
-    ``pos`` is an unbiased estimate of the row's mean (exact with ``-1``; empty rows give 0)."""
-    rowptr, col = csr
-    pos, slot = sample_uniform(rowptr, rows, k)
-    deg = rowptr[rows + 1] - rowptr[rows]  # [R]
-    n = deg if k < 0 else deg.clamp(max=k)
-    return pos, col[slot], 1.0 / n.clamp(min=1).float()[pos]
 
 
 def _gather_mean(pos: Tensor, w: Tensor, x: Tensor, num_rows: int) -> Tensor:
@@ -432,12 +420,12 @@ class VAGNN(Recommender):
         triples = self._vlogger_triples(s, batch.users)  # first: the full mode's RNG draws
         users = torch.unique(batch.users)  # triples' users are batch users
         items = torch.unique(torch.cat([batch.pos, batch.neg.flatten()]))
-        ic_pos, ic_cr, ic_w = _sampled_mean((self.ic_rowptr, self.ic_col), items, -1)
+        ic_pos, ic_cr, ic_w = sampled_mean(self.ic_rowptr, self.ic_col, items, -1)
         vloggers = torch.unique(torch.cat([ic_cr, triples[1], triples[2]]))
         find = lambda ids: (lambda x: torch.searchsorted(ids, x))  # noqa: E731 (sorted ids)
         us, vs, ps = [], [], []
         if c.video_view:  # seeds: users, videos, a sample of each vlogger's videos (eq 4)
-            pos, vid, w = _sampled_mean(s.creator_items, vloggers, c.pool_fanout)
+            pos, vid, w = sampled_mean(*s.creator_items, vloggers, c.pool_fanout)
             seeds = torch.unique(torch.cat([users, items + U, vid + U]))
             keys = (undirected_edge_keys(batch.users, batch.pos + U, U + self.num_items)
                     if c.exclude_targets else None)
@@ -446,7 +434,7 @@ class VAGNN(Recommender):
             us.append(out[at(users)]), vs.append(out[at(items + U)])
             ps.append(_gather_mean(pos, w, out[at(vid + U)], vloggers.numel()))
         if c.vlogger_view:  # seeds: users, vloggers, a sample of each video's users (eq 9)
-            pos, usr, w = _sampled_mean(s.item_users, items, c.pool_fanout)
+            pos, usr, w = sampled_mean(*s.item_users, items, c.pool_fanout)
             seeds = torch.unique(torch.cat([users, usr, vloggers + U]))
             sub = sample_subgraph(s.vlogger_adj, seeds, list(c.fanouts))  # no user–video edges
             out, at = self._sub_propagate(sub, self.creator), find(seeds)

@@ -9,7 +9,8 @@ from reelgraph.data.synthetic import WorldConfig
 from reelgraph.graph import BipartiteGraph
 from reelgraph.models import LightGCNConfig, MFConfig
 from reelgraph.models.lightgcn import sym_norm_adjacency
-from reelgraph.models.vagnn import VAGNN, VAGNNConfig, _sampled_mean, derived_follows
+from reelgraph.models.subgraph import sampled_mean
+from reelgraph.models.vagnn import VAGNN, VAGNNConfig, derived_follows
 from reelgraph.samplers.batch import BPRBatch
 
 U, I, P = 6, 8, 3
@@ -172,7 +173,7 @@ def test_sampled_mean_pooling_is_unbiased():
     exact = state.creator_pool[0] @ x  # [P, 3] mean of each vlogger's videos (eq 4)
 
     def estimate(k):
-        pos, videos, w = _sampled_mean(state.creator_items, torch.arange(P), k)
+        pos, videos, w = sampled_mean(*state.creator_items, torch.arange(P), k)
         return torch.zeros(P, 3).index_add(0, pos, w[:, None] * x[videos])
 
     assert torch.allclose(estimate(-1), exact, atol=1e-6)
