@@ -98,7 +98,8 @@ from reelgraph.graph import BipartiteGraph, csr_rows, to_csr, undirected_edge_ke
 from reelgraph.models.base import Recommender, bpr_loss, l2_loss
 from reelgraph.models.lightgcn import (SampledGCNConfig, SampledState, bipartite_csr,
                                        chunked_spmm, propagate, sample_subgraph)
-from reelgraph.models.subgraph import Subgraph, hop_propagate, sampled_mean
+from reelgraph.models.subgraph import Subgraph, hop_propagate, sampled_mean, weighted_sum
+from reelgraph.samplers.neighbor import sample_uniform
 from reelgraph.samplers.batch import BPRBatch
 
 
@@ -308,14 +309,6 @@ def constraint_loss(pos_score: Tensor, neg_score: Tensor, beta: Tensor) -> Tenso
     return (beta * F.softplus(-pos_score)).mean() + F.softplus(neg_score).mean()
 
 
-def csr_slots(rowptr: Tensor, rows: Tensor) -> Tensor:
-    """Positions ``[M]`` in a CSR's ``col`` of every entry of ``rows [R]``, row by row."""
-    start, count = rowptr[rows], rowptr[rows + 1] - rowptr[rows]
-    seg = torch.repeat_interleave(torch.arange(rows.numel(), device=rows.device), count)
-    offset = torch.arange(seg.numel(), device=rows.device) - (torch.cumsum(count, 0) - count)[seg]
-    return start[seg] + offset
-
-
 def interacted_mean(rowptr: Tensor, col: Tensor, users: Tensor, item_emb: Tensor) -> Tensor:
     """Mean item embedding over each user's train items, ``[B, d]`` (zeros for none)."""
     start, count = rowptr[users], rowptr[users + 1] - rowptr[users]
@@ -431,9 +424,9 @@ class A2BM2GL(Recommender):
         """Rows ``[R, d]`` of :meth:`_semantic` for sorted unique items ``rows [R]``, exactly: they
         read their kNN neighbours' ``X W`` and, for the degrees, those neighbours' edges."""
         x, heads = self.feature(j), self.heads[j]
-        e1 = csr_slots(g.rowptr, rows)                                       # rows' edges
+        e1 = sample_uniform(g.rowptr, rows, -1)[1]                           # rows' edges
         nodes = torch.unique(torch.cat([rows, g.col[e1]]))                   # rows + neighbours
-        e2 = csr_slots(g.rowptr, nodes)                                      # their edges
+        e2 = sample_uniform(g.rowptr, nodes, -1)[1]                          # their edges
         ends = torch.unique(torch.cat([nodes, g.col[e2]]))
         z = F.normalize(x[ends].unsqueeze(1) * heads, dim=2).flatten(1)      # eq. 3's unit rows
         at_end = lambda i: torch.searchsorted(ends, i)  # noqa: E731 (sorted ids)
@@ -646,8 +639,7 @@ class A2BM2GL(Recommender):
         fi = lambda ids: torch.searchsorted(items, ids)  # noqa: E731
         bounds = None
         if c.adaptive_loss:
-            pos_mean = item.new_zeros(users.numel(), item.size(1)).index_add(
-                0, b_pos, b_w.unsqueeze(1) * item[fi(b_item)])               # [b, d]
+            pos_mean = weighted_sum(b_pos, b_w, item[fi(b_item)], users.numel())  # [b, d]
             count = (state.rowptr[users + 1] - state.rowptr[users]).float().unsqueeze(1)
             total = item[fi(b_all)].sum(0) * (I / size)
             neg_mean = (total - pos_mean * count) / (I - count).clamp(min=1)

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from reelgraph.graph import (BipartiteGraph, contains_edges, csr_rows, edge_keys, to_csr,
                              undirected_edge_keys)
 from reelgraph.models.base import ModelConfig, Recommender, bpr_loss, l2_loss
-from reelgraph.models.subgraph import Subgraph
+from reelgraph.models.subgraph import Subgraph, weighted_sum
 from reelgraph.samplers.batch import BPRBatch
 from reelgraph.samplers.negative import hard_negatives_from_embeddings
 from reelgraph.samplers.neighbor import neighbor_sample, sample_uniform
@@ -110,12 +110,11 @@ def aggregate(h_src: Tensor, row: Tensor, col: Tensor, weight: Tensor, num_rows:
               max_pool: bool) -> Tensor:
     """``[num_rows, d]``: weighted sum of ``h_src[col]`` per ``row`` or, with ``max_pool``, their
     element-wise max (``h_src`` already pooled); rows without neighbours get zeros."""
-    out = h_src.new_zeros(num_rows, h_src.size(1))
     msg = h_src[col]  # [M, d]
     if max_pool:
-        return out.scatter_reduce(0, row.unsqueeze(1).expand_as(msg), msg, "amax",
-                                  include_self=False)
-    return out.index_add(0, row, msg * weight.unsqueeze(1))
+        return h_src.new_zeros(num_rows, h_src.size(1)).scatter_reduce(
+            0, row.unsqueeze(1).expand_as(msg), msg, "amax", include_self=False)
+    return weighted_sum(row, weight, msg, num_rows)
 
 
 class SAGELayer(nn.Module):

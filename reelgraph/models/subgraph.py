@@ -63,3 +63,9 @@ def sampled_mean(rowptr: Tensor, col: Tensor, rows: Tensor, k: int
     deg = rowptr[rows + 1] - rowptr[rows]
     n = deg if k < 0 else deg.clamp(max=k)
     return pos, col[slot], 1.0 / n.clamp(min=1).float()[pos]
+
+
+def weighted_sum(index: Tensor, weight: Tensor, x: Tensor, num_rows: int) -> Tensor:
+    """``out[r] = sum_{index[m] = r} weight[m] x[m]``; ``x [M, d]`` → ``[num_rows, d]`` (rows
+    without entries are zeros). With :func:`sampled_mean`'s ``(pos, weight)``: the row means."""
+    return x.new_zeros(num_rows, x.size(1)).index_add(0, index, weight.unsqueeze(1) * x)

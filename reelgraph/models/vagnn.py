@@ -88,7 +88,7 @@ from reelgraph.models.base import Recommender, bpr_loss, l2_loss
 from reelgraph.models.lightgcn import (SampledGCNConfig, SampledState, bipartite_csr,
                                        chunked_propagate, propagate, sample_subgraph,
                                        sym_norm_adjacency)
-from reelgraph.models.subgraph import Subgraph, hop_propagate, sampled_mean
+from reelgraph.models.subgraph import Subgraph, hop_propagate, sampled_mean, weighted_sum
 from reelgraph.models.simgcl import info_nce
 from reelgraph.samplers.batch import BPRBatch
 from reelgraph.samplers.metapath import metapath_walks
@@ -215,11 +215,6 @@ def sym_edges_state(row: Tensor, col: Tensor, num_nodes: int) -> SampledState:
 
 def _csr_long(m: Tensor) -> CSR:
     return m.crow_indices().long(), m.col_indices().long()
-
-
-def _gather_mean(pos: Tensor, w: Tensor, x: Tensor, num_rows: int) -> Tensor:
-    """``out[r] = sum_{pos[m] = r} w[m] x[m]``; ``x [M, d]`` → ``[num_rows, d]``."""
-    return x.new_zeros(num_rows, x.size(1)).index_add(0, pos, w[:, None] * x)
 
 
 def derived_follows(graph: BipartiteGraph, item_creator: CSR, num_creators: int,
@@ -432,18 +427,18 @@ class VAGNN(Recommender):
             sub = sample_subgraph(s.video_adj, seeds, list(c.fanouts), keys)
             out, at = self._sub_propagate(sub, self.item), find(seeds)
             us.append(out[at(users)]), vs.append(out[at(items + U)])
-            ps.append(_gather_mean(pos, w, out[at(vid + U)], vloggers.numel()))
+            ps.append(weighted_sum(pos, w, out[at(vid + U)], vloggers.numel()))
         if c.vlogger_view:  # seeds: users, vloggers, a sample of each video's users (eq 9)
             pos, usr, w = sampled_mean(*s.item_users, items, c.pool_fanout)
             seeds = torch.unique(torch.cat([users, usr, vloggers + U]))
             sub = sample_subgraph(s.vlogger_adj, seeds, list(c.fanouts))  # no user–video edges
             out, at = self._sub_propagate(sub, self.creator), find(seeds)
             us.append(out[at(users)]), ps.append(out[at(vloggers + U)])
-            vs.append(_gather_mean(pos, w, out[at(usr)], items.numel()))
+            vs.append(weighted_sum(pos, w, out[at(usr)], items.numel()))
         user_emb, video, creator_emb = torch.cat(us, -1), torch.cat(vs, -1), torch.cat(ps, -1)
         item_emb = video
         if c.vlogger_score:
-            pv = _gather_mean(ic_pos, ic_w, creator_emb[find(vloggers)(ic_cr)], items.numel())
+            pv = weighted_sum(ic_pos, ic_w, creator_emb[find(vloggers)(ic_cr)], items.numel())
             item_emb = self._mix(video, pv, s.has_creator[items])
         return self._terms(batch, s, triples, (us, vs, ps), (user_emb, item_emb, creator_emb),
                            (find(users), find(items), find(vloggers)))
