@@ -31,6 +31,24 @@ def small_batch(small_graph) -> BPRBatch:
     return BPRBatch(small_graph.users()[e], small_graph.col[e], neg)
 
 
+@pytest.fixture
+def gcn_pair(small_graph):
+    """``gcn_pair(model_cls, config_cls, fanouts, **kw) -> (sampled, full)``: a d = 8 model on
+    ``small_graph`` in sampled mode (``fanouts``) and a full-graph one with the same weights,
+    both in eval mode (no dropout), for the :class:`SampledGCN` models."""
+
+    def make(model_cls, config_cls, fanouts, **kw):
+        torch.manual_seed(0)
+        cfg = config_cls(embedding_dim=8, num_layers=len(fanouts), **kw)
+        full = model_cls(small_graph.num_users, small_graph.num_items, cfg).eval()
+        sampled = model_cls(small_graph.num_users, small_graph.num_items,
+                            replace(cfg, fanouts=fanouts))
+        sampled.load_state_dict(full.state_dict())
+        return sampled.eval(), full
+
+    return make
+
+
 @pytest.fixture(scope="session")
 def make_world(tmp_path_factory):
     """``make_world(config) -> folder`` of a generated world, each config generated once."""

@@ -67,21 +67,10 @@ def test_short_fit_beats_bpr_mf(make_world, fit_recall):
 SEEDS = torch.tensor([0, 3, 7, 29, 30, 41, 55, 69])  # small_graph: users 0..29, items 30..69
 
 
-def _pair(graph, fanouts, **kw) -> tuple[NGCF, NGCF]:
-    """A sampled NGCF and a full-graph one with the same weights, both in eval mode."""
-    torch.manual_seed(0)
-    cfg = NGCFConfig(embedding_dim=8, num_layers=len(fanouts), **kw)
-    full = NGCF(graph.num_users, graph.num_items, cfg).eval()
-    sampled_cfg = NGCFConfig(**{**vars(cfg), "fanouts": fanouts})
-    sampled = NGCF(graph.num_users, graph.num_items, sampled_cfg)
-    sampled.load_state_dict(full.state_dict())
-    return sampled.eval(), full
-
-
 @pytest.mark.parametrize("normalize_layers", [True, False])
 @pytest.mark.parametrize("fanouts", [[-1], [-1, -1], [-1, -1, -1]])
-def test_full_fanouts_give_the_full_graph_rows(fanouts, normalize_layers, small_graph):
-    model, full = _pair(small_graph, fanouts, normalize_layers=normalize_layers)
+def test_full_fanouts_give_the_full_graph_rows(fanouts, normalize_layers, small_graph, gcn_pair):
+    model, full = gcn_pair(NGCF, NGCFConfig, fanouts, normalize_layers=normalize_layers)
     state = model.prepare(small_graph)
     with torch.no_grad():
         out, h0 = model(model.sample(state, SEEDS))
@@ -93,8 +82,8 @@ def test_full_fanouts_give_the_full_graph_rows(fanouts, normalize_layers, small_
     assert torch.allclose(torch.cat(model.embed(state)), ref, atol=1e-5)
 
 
-def test_full_fanouts_give_the_full_graph_loss(small_graph, small_batch):
-    model, full = _pair(small_graph, [-1, -1])
+def test_full_fanouts_give_the_full_graph_loss(small_graph, small_batch, gcn_pair):
+    model, full = gcn_pair(NGCF, NGCFConfig, [-1, -1])
     got = model.loss(small_batch, model.prepare(small_graph))
     ref = full.loss(small_batch, full.prepare(small_graph))
     for key in ("loss", "bpr", "l2"):

@@ -74,21 +74,10 @@ def test_short_fit_beats_bpr_mf(make_world, fit_recall):
 SEEDS = torch.tensor([0, 3, 7, 29, 30, 41, 55, 69])  # small_graph: users 0..29, items 30..69
 
 
-def _pair(graph, fanouts, **kw) -> tuple[SimGCL, SimGCL]:
-    """A sampled SimGCL and a full-graph one with the same layer-0 table."""
-    torch.manual_seed(0)
-    cfg = SimGCLConfig(embedding_dim=8, num_layers=len(fanouts), **kw)
-    full = SimGCL(graph.num_users, graph.num_items, cfg)
-    sampled_cfg = SimGCLConfig(**{**vars(cfg), "fanouts": fanouts})
-    sampled = SimGCL(graph.num_users, graph.num_items, sampled_cfg)
-    sampled.load_state_dict(full.state_dict())
-    return sampled, full
-
-
 @pytest.mark.parametrize("ego_layer", [False, True])
 @pytest.mark.parametrize("fanouts", [[-1], [-1, -1], [-1, -1, -1]])
-def test_full_fanouts_give_the_full_graph_clean_view(fanouts, ego_layer, small_graph):
-    model, full = _pair(small_graph, fanouts, ego_layer=ego_layer)
+def test_full_fanouts_give_the_full_graph_clean_view(fanouts, ego_layer, small_graph, gcn_pair):
+    model, full = gcn_pair(SimGCL, SimGCLConfig, fanouts, ego_layer=ego_layer)
     state = model.prepare(small_graph)
     with torch.no_grad():
         out, h0 = model(model.sample(state, SEEDS))  # eps = 0: the clean view
@@ -101,18 +90,18 @@ def test_full_fanouts_give_the_full_graph_clean_view(fanouts, ego_layer, small_g
         model.embed(state, eps=0.1)
 
 
-def test_full_fanouts_and_no_noise_give_the_full_graph_loss(small_graph, small_batch):
+def test_full_fanouts_and_no_noise_give_the_full_graph_loss(small_graph, small_batch, gcn_pair):
     """eps = 0 makes both modes deterministic: BPR, L2 and the InfoNCE over the batch's unique
     users and positives must agree."""
-    model, full = _pair(small_graph, [-1, -1], eps=0.0)
+    model, full = gcn_pair(SimGCL, SimGCLConfig, [-1, -1], eps=0.0)
     got = model.loss(small_batch, model.prepare(small_graph))
     ref = full.loss(small_batch, full.prepare(small_graph))
     for key in ("loss", "bpr", "cl", "l2"):
         assert torch.allclose(got[key], ref[key], atol=1e-5), key
 
 
-def test_sampled_noise_has_length_eps_and_the_embedding_sign(small_graph):
-    model, _ = _pair(small_graph, [3])
+def test_sampled_noise_has_length_eps_and_the_embedding_sign(small_graph, gcn_pair):
+    model, _ = gcn_pair(SimGCL, SimGCLConfig, [3])
     sub = model.sample(model.prepare(small_graph), SEEDS)
     with torch.no_grad():
         clean, noisy = model(sub)[0], model(sub, 0.1)[0]  # one layer: the view is layer 1
