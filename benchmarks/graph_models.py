@@ -69,6 +69,16 @@ def config(name: str, a: argparse.Namespace) -> ModelConfig:
     return replace(base, **ABLATIONS[name.split("-")[1]]) if "-" in name else base
 
 
+def datamodule(data: str, a: argparse.Namespace) -> RecDataModule:
+    """A data module for one model: it keeps the plan (and its static state) of the first model
+    it trains, so each model gets its own."""
+    dm = RecDataModule(data=data, batch_size=a.batch_size, num_negatives=a.negatives,
+                       cache_dir=a.cache_dir, seed=a.seed)
+    dm.prepare_data()
+    dm.setup("fit")
+    return dm
+
+
 def run(dm: RecDataModule, name: str, a: argparse.Namespace) -> dict[str, float]:
     pl.seed_everything(a.seed, verbose=False)
     module = RecModule(config(name, a), lr=a.lr, ks=KS, auc=False)
@@ -112,16 +122,13 @@ def main(argv=None) -> None:
     print(" ".join(sys.argv), flush=True)
     cols = [f"{m}@{k}" for m in ("recall", "ndcg") for k in KS]
     for data in a.data:
-        dm = RecDataModule(data=data, batch_size=a.batch_size, num_negatives=a.negatives,
-                           cache_dir=a.cache_dir, seed=a.seed)
-        dm.prepare_data()
-        dm.setup("fit")
+        dm = datamodule(data, a)
         print(f"\n{os.path.basename(os.path.normpath(data))}: {dm.store}", flush=True)
         print(f"{'model':16s} " + " ".join(f"{c:>9s}" for c in cols) +
               "   R@20/LGCN  val_R@20  train_s", flush=True)
         results = {}
         for name in a.models:
-            r = results[name] = run(dm, name, a)
+            r = results[name] = run(datamodule(data, a), name, a)
             ref = results.get("lightgcn", {}).get("recall@20")
             ratio = f"{r['recall@20'] / ref:9.3f}" if ref else f"{'-':>9s}"
             print(f"{name:16s} " + " ".join(f"{r[c]:9.4f}" for c in cols) +

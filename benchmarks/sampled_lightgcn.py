@@ -5,7 +5,9 @@ step's peak resident memory above what was resident before it (the layer outputs
 messages one step holds: it grows with the whole graph in full mode and with the sampled subgraph
 in sampled mode; Linux ``VmHWM``, reset per mode), and the nodes and edges one step propagates
 over. Ratios are full / sampled. Sampled mode is the one for graphs whose full propagation does not fit one
-device; evaluation stays full-graph (``LightGCN.embed``) in both modes.
+device; evaluation stays full-graph (``LightGCN.embed``) in both modes. Batches come from the
+product's loader (``train_loader`` of each mode's plan, made before timing); a step is
+``model.loss(batch)`` + backward + Adam, as in ``RecModule.training_step``.
 
     python benchmarks/sampled_lightgcn.py --data ../shared/data/amazon-book-kgat --fanouts 10 5 5
 """
@@ -20,9 +22,8 @@ import time
 import torch
 
 from reelgraph.data.sources import open_store
-from reelgraph.lightning_modules.datamodule import BPRLoader
 from reelgraph.models import LightGCN, LightGCNConfig
-from reelgraph.models.lightgcn import SampledState
+from reelgraph.samplers.loader import train_loader
 
 AMAZON = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "amazon-book-kgat")
 
@@ -39,7 +40,7 @@ def reset_peak() -> None:
         f.write("5")
 
 
-def run(model: LightGCN, state, batches: list, lr: float) -> dict[str, float]:
+def run(model: LightGCN, batches: list, lr: float) -> dict[str, float]:
     """Median seconds per step after a warm-up step, and the step's peak memory above the
     resident size before the first step (model, optimiser state and graph already resident)."""
     opt = torch.optim.Adam(model.parameters(), lr=lr)
@@ -49,7 +50,7 @@ def run(model: LightGCN, state, batches: list, lr: float) -> dict[str, float]:
             base = memory_mib("VmRSS")
             reset_peak()
         start = time.perf_counter()
-        out = model.loss(batch, state)
+        out = model.loss(batch)
         opt.zero_grad()
         out["loss"].backward()
         opt.step()
@@ -74,8 +75,6 @@ def main(argv=None) -> None:
         torch.set_num_threads(a.threads)
     store = open_store(a.data, cache_dir=a.cache_dir)
     graph = store.graph("train")
-    loader = BPRLoader(graph, a.batch_size, a.negatives, seed=0, epoch=lambda: 0)
-    batches = list(itertools.islice(itertools.cycle(loader), a.steps + 1))  # small graphs repeat
     print(f"{store}\nbatch {a.batch_size} x {a.negatives} negatives, d={a.dim}, "
           f"{len(a.fanouts)} layers, fanouts {a.fanouts}, {torch.get_num_threads()} threads",
           flush=True)
@@ -84,16 +83,16 @@ def main(argv=None) -> None:
     for mode, fanouts in (("sampled", a.fanouts), ("full", None)):
         torch.manual_seed(0)
         cfg = LightGCNConfig(embedding_dim=a.dim, num_layers=len(a.fanouts), fanouts=fanouts)
+        plan = cfg.plan()
+        static = plan.static(store, torch.device("cpu"))
+        loader = train_loader(store, plan, a.batch_size, a.negatives, seed=0)
+        batches = [b.bind(static) for b in itertools.islice(itertools.cycle(loader), a.steps + 1)]
         model = LightGCN(graph.num_users, graph.num_items, cfg)
-        state = model.prepare(graph)
-        r = results[mode] = run(model, state, batches, lr=1e-3)
-        if isinstance(state, SampledState):
-            seeds = torch.unique(torch.cat([batches[0].users, graph.num_users + torch.cat(
-                [batches[0].pos, batches[0].neg.flatten()])]))
-            sub = model.sample(state, seeds)
-            r["nodes"], r["edges"] = sub.node.numel(), sub.row.numel()
+        r = results[mode] = run(model, batches, lr=1e-3)
+        if batches[0].sub is not None:
+            r["nodes"], r["edges"] = batches[0].sub.node.numel(), batches[0].sub.row.numel()
         else:
-            r["nodes"], r["edges"] = graph.num_users + graph.num_items, state._nnz()
+            r["nodes"], r["edges"] = static.graph.num_nodes, static.graph.adj._nnz()
         print(f"{mode:8s} {r['s'] * 1e3:9.1f} ms/step  step peak {r['peak']:8.1f} MiB  nodes {r['nodes']:>9,}  edges {r['edges']:>11,}",
               flush=True)
     f, s = results["full"], results["sampled"]

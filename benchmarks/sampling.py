@@ -18,10 +18,9 @@ import time
 
 import torch
 
-from reelgraph.graph import edge_keys, to_csr
+from reelgraph.graph import edge_keys, to_csr, transpose_csr
 from reelgraph.samplers import (cumulative_weights, metapath_walks, neighbor_sample,
-                                pinsage_neighbors, popularity_cdf, popularity_negatives,
-                                transpose_csr)
+                                pinsage_neighbors, popularity_cdf, popularity_negatives)
 
 
 def power_law_ends(n: int, m: int, exponent: float, g: torch.Generator) -> torch.Tensor:

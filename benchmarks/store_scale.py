@@ -1,10 +1,15 @@
-"""Graph-store scale: generate a synthetic world, ingest it, reopen it memory-mapped.
+"""Graph-store scale: ingest a synthetic world into a store, reopen it memory-mapped.
 
-Prints the seconds and peak RSS of each step, the time to open the store and read one user's
-row, and the ratio of open time to build time (opening must not grow with |E|).
+Generates the world (or takes an existing world folder with ``--world``), builds the store
+through the product path (``GraphStore.build(world, root, SplitConfig(method="ratio"))``, what
+``reelgraph fit --data.data synthetic:<preset>`` does) and prints the ingest seconds, the peak
+RSS of this process, the store's size on disk, its train/valid/test edges, and the time to open
+the store and read one user's row (opening must not grow with |E|).
 
     python benchmarks/store_scale.py --preset large          # ~10M interactions
     python benchmarks/store_scale.py --preset huge --keep    # ~100M interactions
+    python benchmarks/store_scale.py --world artifacts/cache/worlds/huge-3bd536a448 \\
+        --store artifacts/cache/stores/huge-store-check     # an existing world; keep the store
 """
 from __future__ import annotations
 
@@ -24,36 +29,49 @@ def peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
+def folder_gib(root: str) -> float:
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(root) for f in fs) / 2**30
+
+
+def measure(world: str, root: str) -> None:
+    """Builds the store of ``world`` at ``root`` and prints the figures."""
+    t = time.perf_counter()
+    store = GraphStore.build(world, root, SplitConfig(method="ratio"), overwrite=True)
+    build_s = time.perf_counter() - t
+    print(f"ingest: {build_s:.1f} s, peak RSS {peak_rss_gib():.2f} GiB; {store}")
+    splits = store.meta["splits"]
+    print(f"edges: train {splits['train']:,}, valid {splits['valid']:,}, test {splits['test']:,}; "
+          f"corrections {store.meta['corrections']}")
+    print(f"store on disk: {folder_gib(root):.2f} GiB at {os.path.abspath(root)}")
+    t = time.perf_counter()
+    g = GraphStore.open(root).graph("train")
+    user = min(12345, g.num_users - 1)
+    row = g.col[g.rowptr[user]: g.rowptr[user + 1]].tolist()
+    open_s = time.perf_counter() - t
+    print(f"open (memory-mapped) + read one user's row: {open_s * 1e3:.1f} ms ({len(row)} items); "
+          f"open/ingest ratio {open_s / build_s:.2e}")
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", choices=sorted(PRESETS), default="large")
+    p.add_argument("--world", default=None, help="ingest this existing world folder (no generation)")
+    p.add_argument("--store", default=None, help="write the store here and keep it (default: in workdir)")
     p.add_argument("--workdir", default=None, help="where the world and store go (default: a temp dir)")
-    p.add_argument("--keep", action="store_true", help="keep the files")
+    p.add_argument("--keep", action="store_true", help="keep the workdir's files")
     a = p.parse_args(argv)
     work = a.workdir or tempfile.mkdtemp(prefix="rg-scale-")
-    world, root = os.path.join(work, "world"), os.path.join(work, "store")
+    world = a.world or os.path.join(work, "world")
+    root = a.store or os.path.join(work, "store")
     try:
-        t = time.perf_counter()
         if not os.path.exists(os.path.join(world, "interactions.parquet")):
+            t = time.perf_counter()
             generate_world(world, PRESETS[a.preset])
-        gen_s = time.perf_counter() - t
-        print(f"generate {a.preset}: {gen_s:.1f} s, peak RSS {peak_rss_gib():.2f} GiB")
-        t = time.perf_counter()
-        store = GraphStore.build(world, root, SplitConfig(method="ratio"), overwrite=True)
-        build_s = time.perf_counter() - t
-        print(f"build store: {build_s:.1f} s, peak RSS {peak_rss_gib():.2f} GiB; {store}")
-        t = time.perf_counter()
-        reopened = GraphStore.open(root)
-        g = reopened.graph("train")
-        row = g.col[g.rowptr[12345]: g.rowptr[12346]].tolist()
-        open_s = time.perf_counter() - t
-        print(f"open (memory-mapped) + read one user's row: {open_s * 1e3:.1f} ms ({len(row)} items); "
-              f"{g.num_edges:,} train edges; open/build ratio {open_s / build_s:.2e}")
-        size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(root) for f in fs)
-        print(f"store on disk: {size / 2**30:.2f} GiB")
+            print(f"generate {a.preset}: {time.perf_counter() - t:.1f} s, peak RSS {peak_rss_gib():.2f} GiB")
+        measure(world, root)
     finally:
         if not a.keep:
-            shutil.rmtree(work, ignore_errors=True)
+            shutil.rmtree(work, ignore_errors=True)  # never a --world or --store outside it
 
 
 if __name__ == "__main__":

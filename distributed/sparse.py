@@ -3,7 +3,7 @@
 A dense ``nn.Embedding`` trained with Adam under DDP costs ``16 d`` bytes per row on every GPU
 (weight, gradient, two moments) and all-reduces the whole table every step. Here:
 
-- :class:`SparseMF` is BPR-MF whose tables are ``nn.Embedding(sparse=True)``:
+- :class:`~reelgraph.models.mf.SparseMF` is BPR-MF whose tables are ``nn.Embedding(sparse=True)``:
   the gradient is a sparse COO tensor of the ``B (2 + k)`` rows a batch touched, no dense
   gradient buffer exists, and DDP exchanges only those rows (gloo; see ``distributed/README.md``).
 - :class:`RowWiseAdagrad` keeps one float of state per row (FBGEMM/TorchRec's default for big
@@ -18,45 +18,13 @@ gradient every step. Train it with the dense path, or on sampled sub-graphs.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 from torch import Tensor
 
 from reelgraph.lightning_modules.module import RecModule
-from reelgraph.models.base import bpr_loss, l2_loss
-from reelgraph.models.mf import MF, MFConfig
-from reelgraph.samplers.batch import BPRBatch
-
-
-@dataclass
-class SparseMFConfig(MFConfig):
-    """:class:`MFConfig` whose model produces sparse row gradients (same maths, same init)."""
-
-    def build(self, store) -> "SparseMF":
-        return SparseMF(store.num_users, store.num_items, self)
-
-
-class SparseMF(MF):
-    """BPR-MF with sparse gradients: the loss equals ``MF.loss``; only touched rows get gradient.
-
-    The tables are ``nn.Embedding(sparse=True)`` modules and the loss calls them: DDP reads that
-    flag to expect sparse gradients (a functional ``F.embedding(..., sparse=True)`` on a table
-    flagged dense fails in DDP's backward with "Cannot access storage of SparseTensorImpl").
-    """
-
-    def __init__(self, num_users: int, num_items: int, config: MFConfig = MFConfig()):
-        super().__init__(num_users, num_items, config)
-        self.user.sparse = self.item.sparse = True
-
-    def loss(self, batch: BPRBatch, state=None) -> dict[str, Tensor]:
-        u = self.user(batch.users)  # [B, d]
-        p = self.item(batch.pos)    # [B, d]
-        n = self.item(batch.neg)    # [B, k, d]
-        bpr = bpr_loss((u * p).sum(-1), torch.einsum("bd,bkd->bk", u, n))
-        reg = l2_loss(u, p, n) / len(batch)
-        return {"loss": bpr + self.reg_weight * reg, "bpr": bpr, "l2": reg}
+from reelgraph.models.mf import MFConfig, SparseMFConfig
 
 
 def _rows(grad: Tensor) -> tuple[Tensor, Tensor]:
@@ -119,7 +87,7 @@ class SparseRecModule(RecModule):
             touch every row: use the model's ``reg_weight``, an L2 on the batch's rows).
     """
 
-    def __init__(self, model: MFConfig = SparseMFConfig(), lr: float = 0.05,
+    def __init__(self, model: MFConfig | None = None, lr: float = 0.05,
                  weight_decay: float = 0.0, ks: Sequence[int] = (10, 20, 50),
                  item_chunk_size: int = 1 << 16, auc: bool = True,
                  optimizer: str = "rowwise_adagrad"):
@@ -128,7 +96,8 @@ class SparseRecModule(RecModule):
         if weight_decay:
             raise ValueError("SparseRecModule needs weight_decay=0; regularise with the model's "
                              "reg_weight (L2 on the rows of each batch)")
-        super().__init__(model, lr, weight_decay, ks, item_chunk_size, auc)
+        super().__init__(model or SparseMFConfig(), lr, weight_decay, ks, item_chunk_size, auc)
+        self.hparams["optimizer"] = optimizer
 
     def configure_optimizers(self):
         params = list(self.model.parameters())

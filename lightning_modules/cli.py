@@ -21,7 +21,7 @@ import torch
 
 from reelgraph.data.store import write_embeddings
 from reelgraph.lightning_modules._pl import pl
-from reelgraph.lightning_modules.callbacks import EpochSummary
+from reelgraph.lightning_modules.callbacks import Checkpoint, EpochSummary
 from reelgraph.lightning_modules.datamodule import RecDataModule
 from reelgraph.lightning_modules.module import RecModule
 from reelgraph.metrics import RankingResult, popularity_scores, evaluate
@@ -58,9 +58,10 @@ class ReelGraphCLI(LightningCLI):
         parser.add_lightning_class_args(pl.callbacks.EarlyStopping, "early_stopping")
         parser.set_defaults({"early_stopping.monitor": MONITOR, "early_stopping.mode": "max",
                              "early_stopping.patience": 5})
-        parser.add_lightning_class_args(pl.callbacks.ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(Checkpoint, "checkpoint")
         parser.set_defaults({"checkpoint.monitor": MONITOR, "checkpoint.mode": "max",
                              "checkpoint.save_top_k": 1, "checkpoint.save_last": True,
+                             "checkpoint.save_on_train_epoch_end": True,
                              "checkpoint.filename": "best-{epoch:03d}"})
         parser.add_argument("--export_dir", type=str | None, default=None,
                             help="where fit writes users.parquet/items.parquet (default: the run's log dir)")
@@ -85,7 +86,7 @@ class ReelGraphCLI(LightningCLI):
         if pop > 0 and "test/recall@20" in rows[model_name]:
             print(f"Recall@20 lift over most-popular: {rows[model_name]['test/recall@20'] / pop:.2f}x")
         with torch.no_grad():
-            user_emb, item_emb = module.model.embed(module.state())
+            user_emb, item_emb = module.model.embed(module.static())
         out = self.config[self.subcommand].get("export_dir") or os.path.join(trainer.log_dir or ".", "embeddings")
         paths = write_embeddings(dm.store, user_emb, item_emb, out)
         print(f"embeddings: {paths['user']}, {paths['item']}")

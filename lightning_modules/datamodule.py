@@ -1,11 +1,11 @@
-"""``RecDataModule``: the graph store, its splits and the BPR / evaluation loaders."""
+"""``RecDataModule``: the graph store, its splits, the training ``DataLoader`` that runs the
+model's sampling plan, the plan's per-device static state, and the evaluation batches."""
 from __future__ import annotations
 
 import logging
-from typing import Callable, Iterator
+from typing import Any
 
 import torch
-from torch import Tensor
 
 from reelgraph.data.sources import DEFAULT_CACHE, open_store
 from reelgraph.data.split import SplitConfig
@@ -13,42 +13,18 @@ from reelgraph.data.store import GraphStore
 from reelgraph.graph import BipartiteGraph, union
 from reelgraph.lightning_modules._pl import pl
 from reelgraph.samplers.batch import BPRBatch
-from reelgraph.samplers.negative import uniform_negatives
+from reelgraph.samplers.loader import UserBatches, train_loader
+from reelgraph.samplers.plans.base import Plan
 
 log = logging.getLogger("reelgraph")
 
 
-class BPRLoader:
-    """Shuffled train edges in batches of (user, positive, negatives), one epoch per ``iter``.
-
-    Edge order and negatives are drawn from ``seed + epoch``, so an epoch is reproducible and a
-    resumed run sees the same batches. With ``world_size > 1`` rank ``r`` takes every
-    ``world_size``-th edge of the permutation: no two workers train the same positives.
-    """
-
-    def __init__(self, graph: BipartiteGraph, batch_size: int, num_negatives: int, seed: int,
-                 epoch: Callable[[], int], rank: int = 0, world_size: int = 1):
-        self.graph, self.batch_size, self.num_negatives = graph, batch_size, num_negatives
-        self.seed, self.epoch, self.rank, self.world_size = seed, epoch, rank, world_size
-        self.users, self.keys = graph.users(), graph.keys()  # [E], sorted [E]
-
-    def __len__(self) -> int:
-        n = -(-self.graph.num_edges // self.world_size)
-        return -(-n // self.batch_size)
-
-    def __iter__(self) -> Iterator[BPRBatch]:
-        gen = torch.Generator().manual_seed(self.seed + 7919 * self.epoch())
-        perm = torch.randperm(self.graph.num_edges, generator=gen)[self.rank::self.world_size]
-        for start in range(0, perm.numel(), self.batch_size):
-            e = perm[start: start + self.batch_size]
-            users = self.users[e]
-            neg = uniform_negatives(users, self.keys, self.graph.num_items, self.num_negatives,
-                                    generator=gen)
-            yield BPRBatch(users, self.graph.col[e], neg)
-
-
 class RecDataModule(pl.LightningDataModule):
     """Opens (building on first use) the graph store of ``data`` and serves its loaders.
+
+    Training batches come from a ``DataLoader`` whose workers memory-map the store and run the
+    model's sampling plan (``RecModule.sampling_plan``, or ``plan``); every draw of a batch comes
+    from ``(seed, epoch, rank, batch index)``, so batches do not depend on ``num_workers``.
 
     Args:
         data: ``synthetic[:preset]``, a Parquet dataset folder, a graph-store folder or a real
@@ -58,20 +34,38 @@ class RecDataModule(pl.LightningDataModule):
         num_negatives: uniform negatives per positive (never a training positive).
         eval_batch_size: users per evaluation batch (bounds evaluation memory with the module's
             ``item_chunk_size``).
+        num_workers: loader worker processes sampling batches while the model trains (0: in the
+            training process).
+        persistent_workers: keep the workers (and their opened store) across epochs.
+        pin_memory: pinned host memory for faster copies to a GPU (``None``: when training on
+            a GPU).
+        prefetch_factor: batches each worker prepares ahead.
         cache_dir: where generated worlds, converted datasets and built stores are kept.
         rebuild: rebuild the store even if a cached one exists.
-        seed: seed of the edge order and the negatives.
+        seed: seed of the edge order, the negatives and every sampled neighbourhood.
+        eval_users: evaluate a uniform sample of this many users per split (seeded; ``None``:
+            all users), for graphs whose full ranking of every user is too slow.
+        plan: the sampling plan (default: the training module's).
     """
 
-    def __init__(self, data: str = "synthetic", split: SplitConfig = SplitConfig(),
+    def __init__(self, data: str = "synthetic", split: SplitConfig | None = None,
                  batch_size: int = 2048, num_negatives: int = 1, eval_batch_size: int = 1024,
-                 cache_dir: str = DEFAULT_CACHE, rebuild: bool = False, seed: int = 0):
+                 num_workers: int = 0, persistent_workers: bool = True,
+                 pin_memory: bool | None = None, prefetch_factor: int = 2,
+                 cache_dir: str = DEFAULT_CACHE, rebuild: bool = False, seed: int = 0,
+                 eval_users: int | None = None, plan: Plan | None = None):
         super().__init__()
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["plan"])
         self.data, self.cache_dir, self.rebuild, self.seed = data, cache_dir, rebuild, seed
-        self.split = split if isinstance(split, SplitConfig) else SplitConfig(**split)  # CLI gives dicts
+        split = split or SplitConfig()
+        self.split = split if isinstance(split, SplitConfig) else SplitConfig(**split)  # CLI dicts
         self.batch_size, self.num_negatives, self.eval_batch_size = batch_size, num_negatives, eval_batch_size
+        self.num_workers, self.persistent_workers = num_workers, persistent_workers
+        self.pin_memory, self.prefetch_factor, self.eval_users = pin_memory, prefetch_factor, eval_users
+        self._plan = plan
         self.store: GraphStore | None = None
+        self._static: dict[str, Any] = {}
+        self._context = None
 
     def prepare_data(self) -> None:  # rank 0 only: generate, convert, build
         open_store(self.data, self.split, self.cache_dir, self.rebuild)
@@ -98,40 +92,61 @@ class RecDataModule(pl.LightningDataModule):
     def num_items(self) -> int:
         return self.store.num_items
 
+    @property
+    def plan(self) -> Plan:
+        if self._plan is None:
+            if self.trainer is None:
+                raise RuntimeError("RecDataModule: no plan; pass plan=... or attach to a Trainer "
+                                   "fitting a RecModule")
+            self._plan = self.trainer.lightning_module.sampling_plan
+        return self._plan
+
+    def static(self, device: torch.device | str) -> Any:
+        """The plan's per-device state (built once per device)."""
+        key = str(torch.device(device))
+        if key not in self._static:
+            self._static[key] = self.plan.static(self.store, torch.device(device))
+        return self._static[key]
+
+    def context(self) -> Any:
+        """The plan's sampling context in this process (for hooks run while training)."""
+        if self._context is None:
+            self._context = self.plan.context(self.store)
+        return self._context
+
     def _rank(self) -> tuple[int, int]:
         t = self.trainer
         return (t.global_rank, t.world_size) if t is not None else (0, 1)
 
-    def train_dataloader(self) -> BPRLoader:
+    def train_dataloader(self) -> torch.utils.data.DataLoader:
         rank, world = self._rank()
-        epoch = (lambda: self.trainer.current_epoch) if self.trainer is not None else (lambda: 0)
-        return BPRLoader(self.train_graph, self.batch_size, self.num_negatives, self.seed, epoch,
-                         rank, world)
+        pin = self.pin_memory
+        if pin is None:
+            pin = self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
+        return train_loader(self.store, self.plan, self.batch_size, self.num_negatives,
+                            seed=self.seed, rank=rank, world_size=world,
+                            num_workers=self.num_workers, persistent_workers=self.persistent_workers,
+                            pin_memory=pin, prefetch_factor=self.prefetch_factor)
 
     def transfer_batch_to_device(self, batch, device, dataloader_idx):
-        return batch.to(device)  # a BPRBatch (frozen dataclass) or a tensor of users
+        return batch.to(device)  # a batch (frozen dataclass) or a tensor of users
 
-    def _eval_users(self, graph: BipartiteGraph) -> "UserBatches":
+    def on_after_batch_transfer(self, batch, dataloader_idx):
+        if isinstance(batch, BPRBatch):  # training: attach the plan's state on this device
+            return batch.bind(self.static(batch.device))
+        return batch
+
+    def _eval_users(self, graph: BipartiteGraph) -> UserBatches:
         deg = graph.rowptr[1:] - graph.rowptr[:-1]
+        users = torch.nonzero(deg > 0).flatten()
+        if self.eval_users is not None and self.eval_users < users.numel():
+            gen = torch.Generator().manual_seed(self.seed)
+            users = torch.sort(users[torch.randperm(users.numel(), generator=gen)[: self.eval_users]]).values
         rank, world = self._rank()
-        users = torch.nonzero(deg > 0).flatten()[rank::world]  # each rank its own users
-        return UserBatches(users, self.eval_batch_size)
+        return UserBatches(users[rank::world], self.eval_batch_size)  # each rank its own users
 
-    def val_dataloader(self) -> "UserBatches":
+    def val_dataloader(self) -> UserBatches:
         return self._eval_users(self.valid_graph)
 
-    def test_dataloader(self) -> "UserBatches":
+    def test_dataloader(self) -> UserBatches:
         return self._eval_users(self.test_graph)
-
-
-class UserBatches:
-    """Batches of ``batch_size`` user indices (the users an evaluation ranks items for)."""
-
-    def __init__(self, users: Tensor, batch_size: int):
-        self.users, self.batch_size = users, batch_size
-
-    def __len__(self) -> int:
-        return -(-self.users.numel() // self.batch_size)
-
-    def __iter__(self) -> Iterator[Tensor]:
-        return iter(self.users.split(self.batch_size))

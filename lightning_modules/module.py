@@ -6,6 +6,7 @@ all-reduced, so metrics over many workers equal the single-process metrics exact
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from typing import Any, Sequence
 
@@ -18,6 +19,7 @@ from reelgraph.lightning_modules._pl import pl
 from reelgraph.metrics import RankingResult, rank_users
 from reelgraph.models import LightGCNConfig, ModelConfig, Recommender
 from reelgraph.samplers.batch import BPRBatch
+from reelgraph.samplers.plans.base import Plan
 
 
 def as_config(model: ModelConfig | dict) -> ModelConfig:
@@ -26,6 +28,14 @@ def as_config(model: ModelConfig | dict) -> ModelConfig:
         return model
     module, _, name = model["class_path"].rpartition(".")
     return getattr(importlib.import_module(module), name)(**model.get("init_args", {}))
+
+
+def as_dict(config: ModelConfig) -> dict:
+    """``{"class_path", "init_args"}`` of a config: what checkpoints keep (plain data, loadable
+    with ``torch.load(weights_only=True)``), and what :func:`as_config` reads back."""
+    cls = type(config)
+    return {"class_path": f"{cls.__module__}.{cls.__qualname__}",
+            "init_args": {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}}
 
 
 class NonFiniteLossError(RuntimeError):
@@ -44,20 +54,23 @@ class RecModule(pl.LightningModule):
         item_chunk_size: items scored at once per user batch (bounds evaluation memory).
         auc: also compute exact AUC when testing (validation skips it: it scans every item per test pair).
 
-    The model is built in ``configure_model`` from the data module's store; to use a checkpoint
-    outside a Trainer, see :meth:`from_checkpoint`.
+    The model is built in ``configure_model`` from the data module's store, and trained on the
+    batches its config's sampling plan (:attr:`sampling_plan`) makes in the data module's loader;
+    to use a checkpoint outside a Trainer, see :meth:`from_checkpoint`.
     """
 
-    def __init__(self, model: ModelConfig = LightGCNConfig(), lr: float = 1e-3,
+    def __init__(self, model: ModelConfig | None = None, lr: float = 1e-3,
                  weight_decay: float = 0.0, ks: Sequence[int] = (10, 20, 50),
                  item_chunk_size: int = 1 << 16, auc: bool = True):
         super().__init__()
-        self.save_hyperparameters()
-        self.config = as_config(model)
+        self.config = as_config(model) if model is not None else LightGCNConfig()
+        self.save_hyperparameters({"model": as_dict(self.config), "lr": lr,
+                                   "weight_decay": weight_decay, "ks": list(ks),
+                                   "item_chunk_size": item_chunk_size, "auc": auc})
         self.model: Recommender | None = None
         self._graphs: dict[str, BipartiteGraph] = {}
-        self._state: Any = None
-        self._state_device: torch.device | None = None
+        self._plan: Plan | None = None
+        self._snapshot: tuple[Tensor, Tensor] | None = None
         self._result: RankingResult | None = None
 
     # -- setup -----------------------------------------------------------------------------
@@ -87,11 +100,16 @@ class RecModule(pl.LightningModule):
             g = self._graphs[name] = self._cpu_graphs[name].to(self.device)
         return g
 
-    def state(self) -> Any:
-        """The model's prepared graph state (e.g. normalised adjacency) on this device."""
-        if self._state is None or self._state_device != self.device:
-            self._state, self._state_device = self.model.prepare(self.graph("train")), self.device
-        return self._state
+    @property
+    def sampling_plan(self) -> Plan:
+        """What the model's training batches need (its config's plan), for the data module."""
+        if self._plan is None:
+            self._plan = self.config.plan()
+        return self._plan
+
+    def static(self) -> Any:
+        """The plan's state on this device (whole-graph operators, ...), from the data module."""
+        return self.trainer.datamodule.static(self.device)
 
     def configure_optimizers(self):
         return torch.optim.Adam(self.model.parameters(), lr=self.hparams.lr,
@@ -99,7 +117,10 @@ class RecModule(pl.LightningModule):
 
     # -- training --------------------------------------------------------------------------
     def training_step(self, batch: BPRBatch, batch_idx: int) -> Tensor:
-        terms = self.model.loss(batch, self.state())
+        if self.sampling_plan.mines_negatives:  # the one draw that needs the model's scores
+            batch = self.sampling_plan.mine(self.trainer.datamodule.context(), batch,
+                                            *self._embeddings_snapshot())
+        terms = self.model.loss(batch)
         for name, value in terms.items():
             if not torch.isfinite(value):
                 raise NonFiniteLossError(
@@ -111,10 +132,19 @@ class RecModule(pl.LightningModule):
         self.log("loss", terms["loss"], prog_bar=True, logger=False, batch_size=len(batch))
         return terms["loss"]
 
+    def _embeddings_snapshot(self) -> tuple[Tensor, Tensor]:
+        """The embeddings of the last evaluation (computed now if there was none)."""
+        if self._snapshot is None:
+            with torch.no_grad():
+                self._snapshot = self.model.embed(self.static())
+        return self._snapshot
+
     # -- evaluation ------------------------------------------------------------------------
     def _eval_start(self) -> None:
         with torch.no_grad():
-            self._emb = self.model.embed(self.state())
+            self._emb = self.model.embed(self.static())
+        if self.sampling_plan.mines_negatives:
+            self._snapshot = tuple(e.detach() for e in self._emb)
         self._result = None
 
     def _eval_step(self, users: Tensor, mask: str, target: str, auc: bool = False) -> None:
@@ -122,15 +152,21 @@ class RecModule(pl.LightningModule):
                        ks=self.hparams.ks, item_chunk_size=self.hparams.item_chunk_size, auc=auc)
         self._result = r if self._result is None else self._result.merge(r)
 
-    def _eval_end(self, prefix: str) -> dict[str, float]:
-        names = sorted(self._result.sums) if self._result is not None else []
-        local = torch.tensor([float(self._result.sums[n]) for n in names] +
-                             [float(self._result.num_users if self._result else 0)],
+    def _eval_end(self, prefix: str, auc: bool = False) -> dict[str, float]:
+        """All-reduces this rank's metric sums and user counts (every rank sends the same
+        names, even without users), then averages with the evaluator's own
+        :meth:`RankingResult.means`: exact over any number of workers."""
+        r = self._result or RankingResult.empty(self.hparams.ks, auc, self.device)
+        names = sorted(r.sums)
+        local = torch.tensor([float(r.sums[n]) for n in names] + [r.num_users, r.num_skipped],
                              dtype=torch.float64, device=self.device)
         total = self.trainer.strategy.reduce(local, reduce_op="sum")  # exact: sums, then divide
-        n = max(total[-1].item(), 1.0)
-        metrics = {f"{prefix}/{name}": total[j].item() / n for j, name in enumerate(names)}
-        metrics[f"{prefix}/num_users"] = total[-1].item()
+        total = RankingResult({n: total[j] for j, n in enumerate(names)}, int(total[-2].item()),
+                              int(total[-1].item()))
+        metrics = {f"{prefix}/{k}": v for k, v in total.means().items()}
+        metrics[f"{prefix}/num_users"] = float(total.num_users)
+        if "auc_users" in total.sums:
+            metrics[f"{prefix}/auc_users"] = float(total.sums["auc_users"])
         self.log_dict(metrics, prog_bar=False, sync_dist=False)
         self._emb = None
         return metrics
@@ -153,4 +189,4 @@ class RecModule(pl.LightningModule):
         self._eval_step(users, "history", "test", self.hparams.auc)  # train+valid items masked
 
     def on_test_epoch_end(self) -> None:
-        self._eval_end("test")
+        self._eval_end("test", self.hparams.auc)

@@ -67,6 +67,12 @@ class RankingResult:
         return RankingResult(sums, self.num_users + other.num_users,
                              self.num_skipped + other.num_skipped)
 
+    @classmethod
+    def empty(cls, ks: Sequence[int], auc: bool, device: torch.device | str = "cpu"
+              ) -> "RankingResult":
+        """No users evaluated: every sum of :func:`metric_names` zero."""
+        return cls(_zero_sums(ks, auc, torch.device(device)), 0, 0)
+
     def means(self) -> dict[str, float]:
         """Each metric averaged over its users (``nan`` when there are none)."""
         out = {}

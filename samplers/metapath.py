@@ -51,7 +51,7 @@ def metapath_walks(user_creator: CSR, creator_user: CSR, creator_item: CSR, user
 
     Args:
         user_creator (tuple): ``(rowptr [num_users + 1], col)`` follows CSR.
-        creator_user (tuple): its transpose (``pinsage.transpose_csr``).
+        creator_user (tuple): its transpose (:func:`reelgraph.graph.transpose_csr`).
         creator_item (tuple): ``(rowptr [num_creators + 1], col)`` creator → item CSR.
         users (Tensor): ``[B]`` start users.
         num_walks (int): walks per start user (default ``1``).

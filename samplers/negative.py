@@ -1,13 +1,40 @@
-"""Negative sampling for link prediction, over a user→item CSR; CPU and CUDA alike."""
+"""Negative sampling for link prediction; CPU and CUDA alike.
+
+The positives to avoid are given either as sorted ``user * num_items + item`` keys
+(:func:`reelgraph.graph.edge_keys`) or as the user→item CSR ``(rowptr, col)`` itself (columns
+sorted within rows): the CSR form reads ``O(log deg)`` slots per draw and needs no ``[E]`` key
+array, so it suits memory-mapped graphs of any size.
+"""
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
-from reelgraph.graph import contains_edges
+from reelgraph.graph import contains_edges, csr_contains, expand_rows
+
+Positives = Tensor | tuple[Tensor, Tensor]  # sorted keys, or a (rowptr, col) CSR
 
 
-def uniform_negatives(users: Tensor, pos_keys: Tensor, num_items: int, num_negatives: int = 1,
+def is_positive(positives: Positives, users: Tensor, items: Tensor, num_items: int) -> Tensor:
+    """Whether each ``(users, items)`` pair (same shapes) is a positive."""
+    if isinstance(positives, tuple):
+        return csr_contains(*positives, users.long(), items)
+    return contains_edges(positives, users, items, num_items)
+
+
+def user_positives(positives: Positives, users: Tensor, num_items: int) -> tuple[Tensor, Tensor]:
+    """Every positive of ``users [B]``: ``(position in users [M], item [M])``."""
+    if isinstance(positives, tuple):
+        pos, slot = expand_rows(positives[0], users.long())
+        return pos, positives[1][slot].long()
+    lo = torch.searchsorted(positives, users.long() * num_items)
+    count = torch.searchsorted(positives, (users.long() + 1) * num_items) - lo  # [B]
+    row = torch.repeat_interleave(torch.arange(users.numel(), device=users.device), count)
+    slot = lo[row] + torch.arange(row.numel(), device=row.device) - (torch.cumsum(count, 0) - count)[row]
+    return row, positives[slot] % num_items
+
+
+def uniform_negatives(users: Tensor, pos_keys: Positives, num_items: int, num_negatives: int = 1,
                       *, generator: torch.Generator | None = None, max_rounds: int = 20) -> Tensor:
     """Items drawn uniformly for each user, never one of the user's positives.
 
@@ -16,7 +43,7 @@ def uniform_negatives(users: Tensor, pos_keys: Tensor, num_items: int, num_negat
 
     Args:
         users (Tensor): ``[B]`` user indices.
-        pos_keys (Tensor): sorted ``user * num_items + item`` keys of the positives to exclude.
+        pos_keys: the positives to exclude (sorted keys or a CSR, module doc).
         num_items (int): size of the item set.
         num_negatives (int): negatives per user (default ``1``).
         generator (torch.Generator, optional): on ``users.device``, for reproducible draws.
@@ -29,7 +56,7 @@ def uniform_negatives(users: Tensor, pos_keys: Tensor, num_items: int, num_negat
     u = users.long().unsqueeze(1).expand(-1, num_negatives)
     neg = torch.randint(num_items, u.shape, device=device, generator=generator)
     for _ in range(max_rounds):
-        bad = contains_edges(pos_keys, u, neg, num_items)
+        bad = is_positive(pos_keys, u, neg, num_items)
         if not bool(bad.any()):
             return neg
         neg[bad] = torch.randint(num_items, (int(bad.sum()),), device=device, generator=generator)
@@ -38,12 +65,12 @@ def uniform_negatives(users: Tensor, pos_keys: Tensor, num_items: int, num_negat
         " some users have interacted with (almost) every item")
 
 
-def _redraw_positives(users: Tensor, neg: Tensor, pos_keys: Tensor, num_items: int,
+def _redraw_positives(users: Tensor, neg: Tensor, pos_keys: Positives, num_items: int,
                       draw, max_rounds: int) -> Tensor:
     """Redraws (``draw(n) -> [n] items``) every ``neg [B, K]`` entry that is a positive."""
     u = users.long().unsqueeze(1).expand_as(neg)
     for _ in range(max_rounds):
-        bad = contains_edges(pos_keys, u, neg, num_items)
+        bad = is_positive(pos_keys, u, neg, num_items)
         if not bool(bad.any()):
             return neg
         neg[bad] = draw(int(bad.sum()))
@@ -62,7 +89,7 @@ def popularity_cdf(item_count: Tensor, alpha: float = 0.75) -> Tensor:
     return torch.cumsum(weight, 0)
 
 
-def popularity_negatives(users: Tensor, pos_keys: Tensor, cdf: Tensor, num_negatives: int = 1,
+def popularity_negatives(users: Tensor, pos_keys: Positives, cdf: Tensor, num_negatives: int = 1,
                          *, generator: torch.Generator | None = None, max_rounds: int = 20
                          ) -> Tensor:
     """Items drawn with probability ``∝ popularity ** alpha`` (inverse CDF over ``cdf`` from
@@ -70,7 +97,7 @@ def popularity_negatives(users: Tensor, pos_keys: Tensor, cdf: Tensor, num_negat
 
     Args:
         users (Tensor): ``[B]`` user indices.
-        pos_keys (Tensor): sorted ``user * num_items + item`` keys of the positives to exclude.
+        pos_keys: the positives to exclude (sorted keys or a CSR, module doc).
         cdf (Tensor): ``[num_items]`` from :func:`popularity_cdf`.
         num_negatives (int): negatives per user (default ``1``).
         generator (torch.Generator, optional): on ``users.device``.
@@ -89,7 +116,7 @@ def popularity_negatives(users: Tensor, pos_keys: Tensor, cdf: Tensor, num_negat
     return _redraw_positives(users, neg, pos_keys, num_items, draw, max_rounds)
 
 
-def in_batch_negatives(users: Tensor, items: Tensor, pos_keys: Tensor, num_items: int
+def in_batch_negatives(users: Tensor, items: Tensor, pos_keys: Positives, num_items: int
                        ) -> tuple[Tensor, Tensor]:
     """Every other row's positive item as a negative for each ``(user, item)`` row.
 
@@ -101,11 +128,11 @@ def in_batch_negatives(users: Tensor, items: Tensor, pos_keys: Tensor, num_items
     j = torch.arange(b - 1, device=users.device).unsqueeze(0).expand(b, -1)
     j = j + (j >= torch.arange(b, device=users.device).unsqueeze(1)).long()  # skip own row
     neg = items[j]
-    valid = ~contains_edges(pos_keys, users.long().unsqueeze(1).expand_as(neg), neg, num_items)
+    valid = ~is_positive(pos_keys, users.long().unsqueeze(1).expand_as(neg), neg, num_items)
     return neg, valid
 
 
-def hard_negatives(scores: Tensor, users: Tensor, pos_keys: Tensor, num_negatives: int = 1, *,
+def hard_negatives(scores: Tensor, users: Tensor, pos_keys: Positives, num_negatives: int = 1, *,
                    rank_range: tuple[int, int] = (2000, 5000),
                    generator: torch.Generator | None = None) -> Tensor:
     """Negatives drawn uniformly among the items the current model ranks in ``rank_range``
@@ -114,7 +141,7 @@ def hard_negatives(scores: Tensor, users: Tensor, pos_keys: Tensor, num_negative
     Args:
         scores (Tensor): ``[B, num_items]`` finite model scores of ``users`` against all items.
         users (Tensor): ``[B]`` user indices.
-        pos_keys (Tensor): sorted ``user * num_items + item`` keys of the positives to exclude.
+        pos_keys: the positives to exclude (sorted keys or a CSR, module doc).
         num_negatives (int): negatives per user (default ``1``).
         rank_range (tuple): ranks ``[lo, hi)`` to draw from; clipped to each user's count of
             non-positive items (default ``(2000, 5000)``).
@@ -125,13 +152,10 @@ def hard_negatives(scores: Tensor, users: Tensor, pos_keys: Tensor, num_negative
     """
     num_items = scores.size(1)
     users = users.long()
-    lo_key = torch.searchsorted(pos_keys, users * num_items)
-    num_pos = torch.searchsorted(pos_keys, (users + 1) * num_items) - lo_key  # [B]
-    row = torch.repeat_interleave(torch.arange(users.numel(), device=users.device), num_pos)
-    slot = lo_key[row] + torch.arange(row.numel(), device=row.device) \
-        - (torch.cumsum(num_pos, 0) - num_pos)[row]
+    row, item = user_positives(pos_keys, users, num_items)
+    num_pos = torch.bincount(row, minlength=users.numel())  # [B]
     scores = scores.clone()
-    scores[row, pos_keys[slot] % num_items] = float("-inf")
+    scores[row, item] = float("-inf")
     num_valid = num_items - num_pos
     if bool((num_valid == 0).any()):
         raise RuntimeError("hard_negatives: a user's positives cover every item")
@@ -141,13 +165,13 @@ def hard_negatives(scores: Tensor, users: Tensor, pos_keys: Tensor, num_negative
     r = torch.rand(users.numel(), num_negatives, device=scores.device, generator=generator)
     rank = lo.unsqueeze(1) + (r * (hi - lo).unsqueeze(1)).long()
     neg = top.gather(1, torch.minimum(rank, hi.unsqueeze(1) - 1))
-    if bool(contains_edges(pos_keys, users.unsqueeze(1).expand_as(neg), neg, num_items).any()):
+    if bool(is_positive(pos_keys, users.unsqueeze(1).expand_as(neg), neg, num_items).any()):
         raise RuntimeError("hard_negatives: a positive was drawn; are some scores -inf or nan?")
     return neg
 
 
 def hard_negatives_from_embeddings(user_emb: Tensor, item_emb: Tensor, users: Tensor,
-                                   pos_keys: Tensor, num_negatives: int = 1, *,
+                                   pos_keys: Positives, num_negatives: int = 1, *,
                                    rank_range: tuple[int, int] = (2000, 5000),
                                    generator: torch.Generator | None = None) -> Tensor:
     """:func:`hard_negatives` with dot-product scores ``user_emb[users] @ item_emb.T``."""

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from reelgraph.graph import contains_edges
+from reelgraph.graph import contains_edges, row_slots
 
 EdgeType = tuple[str, str, str]
 
@@ -74,14 +74,6 @@ def _floyd_offsets(deg: Tensor, k: int, generator: torch.Generator | None) -> Te
     return out
 
 
-def row_slots(start: Tensor, deg: Tensor) -> tuple[Tensor, Tensor]:
-    """Every slot of every row ``(start [S], deg [S])``: ``(row position [M], slot [M])``."""
-    pos = torch.repeat_interleave(torch.arange(deg.numel(), device=deg.device), deg)
-    first = torch.cumsum(deg, 0) - deg  # [S] offset of each row's block in the output
-    offset = torch.arange(pos.numel(), device=deg.device) - first[pos]
-    return pos, start[pos] + offset
-
-
 def sample_uniform(rowptr: Tensor, seeds: Tensor, k: int, *, replace: bool = False,
                    generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
     """One hop of uniform neighbour sampling.
@@ -111,6 +103,18 @@ def sample_uniform(rowptr: Tensor, seeds: Tensor, k: int, *, replace: bool = Fal
     off = _floyd_offsets(deg[big], k, generator)  # [len(big), k]
     return (torch.cat([small[pos_s], big.repeat_interleave(k)]),
             torch.cat([slot_s, (start[big].unsqueeze(1) + off).flatten()]))
+
+
+def sampled_mean(rowptr: Tensor, col: Tensor, rows: Tensor, k: int, *,
+                 generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """A uniform sample of ``k`` (``-1``: all) entries of each of ``rows [R]``: ``(pos [M], col
+    [M], weight [M])``, ``weight = 1 / min(k, deg)``: summing ``weight * x[col]`` per ``pos``
+    (:func:`reelgraph.graph.weighted_sum`) is an unbiased estimate of the row's mean over ``x``
+    (exact with ``-1``; empty rows give 0)."""
+    pos, slot = sample_uniform(rowptr, rows, k, generator=generator)
+    deg = rowptr[rows + 1] - rowptr[rows]
+    n = deg if k < 0 else deg.clamp(max=k)
+    return pos, col[slot].long(), 1.0 / n.clamp(min=1).float()[pos]
 
 
 def cumulative_weights(weight: Tensor) -> Tensor:

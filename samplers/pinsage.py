@@ -12,16 +12,16 @@ node sets swap by swapping the two CSRs (user seeds: pass ``user_item`` as ``ite
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Callable, Literal
 
 import torch
 from torch import Tensor
 
-from reelgraph.graph import contains_edges, csr_rows, to_csr
-from reelgraph.samplers.neighbor import (_rand, cumulative_weights, row_slots, sample_weighted,
-                                         segment_topk)
+from reelgraph.graph import contains_edges, row_slots
+from reelgraph.samplers.neighbor import _rand, cumulative_weights, sample_weighted, segment_topk
 
 CSR = tuple[Tensor, Tensor]
+Avoid = Callable[[Tensor, Tensor], Tensor]  # (node, neighbour) -> bool: never step this edge
 
 
 @dataclass(frozen=True)
@@ -39,16 +39,7 @@ class ImportanceOutput:
     weight: Tensor
 
 
-def transpose_csr(rowptr: Tensor, col: Tensor, num_cols: int) -> CSR:
-    """The CSR of the reversed edges (``O(|E|)``, done once per graph)."""
-    rev_rowptr, rev_col, _ = to_csr(col, csr_rows(rowptr), num_cols)
-    return rev_rowptr, rev_col
-
-
-def walk_step(rowptr: Tensor, col: Tensor, pos: Tensor,
-              generator: torch.Generator | None = None) -> Tensor:
-    """One uniform random-walk step from each ``pos [W]``; ``-1`` (a stopped walk) and nodes
-    without neighbours step to ``-1``."""
+def _step(rowptr: Tensor, col: Tensor, pos: Tensor, generator: torch.Generator | None) -> Tensor:
     alive = pos >= 0
     p = pos.clamp(min=0)
     start, deg = rowptr[p], rowptr[p + 1] - rowptr[p]
@@ -58,13 +49,35 @@ def walk_step(rowptr: Tensor, col: Tensor, pos: Tensor,
     return torch.where(alive & (deg > 0), nxt, torch.full_like(pos, -1))
 
 
+def walk_step(rowptr: Tensor, col: Tensor, pos: Tensor, generator: torch.Generator | None = None,
+              avoid: Avoid | None = None, max_rounds: int = 8) -> Tensor:
+    """One uniform random-walk step from each ``pos [W]``; ``-1`` (a stopped walk) and nodes
+    without neighbours step to ``-1``.
+
+    ``avoid(pos, nxt) -> bool`` marks edges never to traverse (e.g. a batch's target edges): a
+    step onto one is redrawn, so the step is uniform over the other neighbours; a walk still on
+    one after ``max_rounds`` redraws stops (``-1``), so an avoided edge is never taken.
+    """
+    nxt = _step(rowptr, col, pos, generator)
+    if avoid is None:
+        return nxt
+    for _ in range(max_rounds + 1):
+        bad = torch.nonzero((nxt >= 0) & avoid(pos, nxt.clamp(min=0))).flatten()
+        if bad.numel() == 0:
+            return nxt
+        nxt[bad] = _step(rowptr, col, pos[bad], generator)
+    return torch.where((nxt >= 0) & avoid(pos, nxt.clamp(min=0)), -1, nxt)
+
+
 def random_walk_visits(item_user: CSR, user_item: CSR, seeds: Tensor, *, num_walks: int,
                        walk_length: int, restart_prob: float,
-                       generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+                       generator: torch.Generator | None = None,
+                       avoid: Avoid | None = None) -> tuple[Tensor, Tensor]:
     """Items visited by ``num_walks`` walks with restart from each seed item.
 
     Each of ``walk_length`` steps goes item → user → item and records the item reached; after
-    each step the walk jumps back to its seed with probability ``restart_prob``.
+    each step the walk jumps back to its seed with probability ``restart_prob``. ``avoid(item,
+    user) -> bool`` marks edges the walks never traverse, in either direction (:func:`walk_step`).
 
     Returns:
         ``(seed_index [V], item [V])``, one row per visit.
@@ -73,7 +86,9 @@ def random_walk_visits(item_user: CSR, user_item: CSR, seeds: Tensor, *, num_wal
     home = seeds[seed_index]  # [S * T]
     pos, visits = home, []
     for _ in range(walk_length):
-        pos = walk_step(*user_item, walk_step(*item_user, pos, generator), generator)
+        user = walk_step(*item_user, pos, generator, avoid)
+        pos = walk_step(*user_item, user, generator, None if avoid is None else
+                        (lambda u, i: avoid(i, u)))
         visits.append(torch.stack([seed_index, pos]))
         restart = _rand((pos.numel(),), pos.device, generator) < restart_prob
         pos = torch.where(restart, home, pos)
@@ -84,14 +99,14 @@ def random_walk_visits(item_user: CSR, user_item: CSR, seeds: Tensor, *, num_wal
 
 def pinsage_neighbors(item_user: CSR, user_item: CSR, seeds: Tensor, *, num_neighbors: int,
                       num_walks: int = 10, walk_length: int = 2, restart_prob: float = 0.5,
-                      exclude_seed: bool = True,
-                      generator: torch.Generator | None = None) -> ImportanceOutput:
+                      exclude_seed: bool = True, generator: torch.Generator | None = None,
+                      avoid: Avoid | None = None) -> ImportanceOutput:
     """PinSage importance neighbourhoods: the ``num_neighbors`` items most visited by random
     walks with restart from each seed item, weighted by normalised visit counts.
 
     Args:
         item_user (tuple): ``(rowptr [num_items + 1], col)`` item → user CSR
-            (:func:`transpose_csr` of ``user_item``).
+            (:func:`reelgraph.graph.transpose_csr` of ``user_item``).
         user_item (tuple): ``(rowptr [num_users + 1], col)`` user → item CSR.
         seeds (Tensor): ``[S]`` seed items.
         num_neighbors (int): neighbours kept per seed (fewer if fewer items were visited).
@@ -100,11 +115,12 @@ def pinsage_neighbors(item_user: CSR, user_item: CSR, seeds: Tensor, *, num_neig
         restart_prob (float): chance of jumping back to the seed after a step (default ``0.5``).
         exclude_seed (bool): never keep the seed as its own neighbour (default ``True``).
         generator (torch.Generator, optional): on the CSR device.
+        avoid: ``(item, user) -> bool``, edges the walks never traverse (a batch's targets).
     """
     num_items = item_user[0].numel() - 1
     seed_index, item = random_walk_visits(item_user, user_item, seeds, num_walks=num_walks,
                                           walk_length=walk_length, restart_prob=restart_prob,
-                                          generator=generator)
+                                          generator=generator, avoid=avoid)
     if exclude_seed:
         keep = item != seeds[seed_index]
         seed_index, item = seed_index[keep], item[keep]

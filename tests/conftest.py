@@ -1,9 +1,11 @@
-"""Fixtures shared across the test packages: planted synthetic worlds and a short fit."""
+"""Fixtures shared across the test packages: tiny graphs and stores, planted synthetic worlds and a
+short fit."""
 from dataclasses import replace
 
 import pytest
 import torch
 
+from reelgraph.data.store import InMemoryStore
 from reelgraph.data.synthetic import WorldConfig, generate_world
 from reelgraph.graph import BipartiteGraph
 from reelgraph.lightning_modules._pl import pl
@@ -32,21 +34,9 @@ def small_batch(small_graph) -> BPRBatch:
 
 
 @pytest.fixture
-def gcn_pair(small_graph):
-    """``gcn_pair(model_cls, config_cls, fanouts, **kw) -> (sampled, full)``: a d = 8 model on
-    ``small_graph`` in sampled mode (``fanouts``) and a full-graph one with the same weights,
-    both in eval mode (no dropout), for the :class:`SampledGCN` models."""
-
-    def make(model_cls, config_cls, fanouts, **kw):
-        torch.manual_seed(0)
-        cfg = config_cls(embedding_dim=8, num_layers=len(fanouts), **kw)
-        full = model_cls(small_graph.num_users, small_graph.num_items, cfg).eval()
-        sampled = model_cls(small_graph.num_users, small_graph.num_items,
-                            replace(cfg, fanouts=fanouts))
-        sampled.load_state_dict(full.state_dict())
-        return sampled.eval(), full
-
-    return make
+def small_store(small_graph) -> InMemoryStore:
+    """``small_graph`` as the train split of an in-memory store."""
+    return InMemoryStore(small_graph)
 
 
 @pytest.fixture(scope="session")

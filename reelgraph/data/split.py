@@ -22,21 +22,62 @@ class SplitConfig:
     seed: int = 0
 
 
-def _rank_within_user(users: np.ndarray, key: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per interaction: its rank from the user's end by ``key`` (0 = last) and the user's count."""
-    order = np.lexsort((key, users))
-    counts = np.bincount(users)
-    start = np.concatenate(([0], np.cumsum(counts)[:-1]))
-    rank = np.empty_like(order)
-    rank[order] = np.arange(order.size) - start[users[order]]
-    n = counts[users]
-    return n - 1 - rank, n, counts
+_BLOCK = 1 << 22          # interactions per block of the vectorised loops (bounds temporaries)
+RANDOM_KEY_BITS = 53      # top bits of a random key packed below the user (tests force ties)
 
 
-def _assign(rev: np.ndarray, n_test: np.ndarray, n_valid: np.ndarray) -> np.ndarray:
-    code = np.full(rev.size, TRAIN, dtype=np.int8)
-    code[rev < n_test + n_valid] = VALID
-    code[rev < n_test] = TEST
+def tied_slots(key: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """``[N]`` bool: the slot of ``order`` (positions sorting ``key``) holds the same key as the
+    slot before or after it."""
+    same = np.zeros(key.size, dtype=bool)          # [N] slot holds the key of the slot before
+    for lo in range(0, key.size, _BLOCK):
+        k = key[order[max(lo - 1, 0):lo + _BLOCK]]
+        same[max(lo, 1):lo + _BLOCK] = k[1:] == k[:-1]
+    same[:-1] |= same[1:]                           # ... or the slot after holds its key
+    return same
+
+
+def _order_by_user_then_random(users: np.ndarray, rand: np.ndarray) -> np.ndarray:
+    """``np.lexsort((rand, users))`` for ``rand`` in [0, 1), by one argsort of an int64 key that
+    packs the user above the top bits of ``rand``; rows whose packed keys tie are then sorted
+    exactly, by ``rand`` and position. ``[n]`` positions."""
+    user_bits = int(users.max()).bit_length() if users.size else 0
+    if user_bits > 63 - 16:                         # too many users to pack usefully
+        return np.lexsort((rand, users))
+    bits = min(RANDOM_KEY_BITS, 63 - user_bits)
+    key = np.empty(users.size, dtype=np.int64)      # [n] user, then rand's top bits
+    for lo in range(0, users.size, _BLOCK):
+        top = (rand[lo:lo + _BLOCK] * 2.0**53).astype(np.int64) >> (53 - bits)
+        key[lo:lo + _BLOCK] = (users[lo:lo + _BLOCK].astype(np.int64) << bits) | top
+    order = np.argsort(key, kind="stable")
+    slots = np.flatnonzero(tied_slots(key, order))  # [T] slots of tied keys, grouped by key
+    rows = order[slots]
+    order[slots] = rows[np.lexsort((rows, rand[rows], key[rows]))]
+    return order
+
+
+def _codes_by_rank(users: np.ndarray, order: np.ndarray, counts: np.ndarray,
+                   n_test: np.ndarray, n_valid: np.ndarray) -> np.ndarray:
+    """Codes from each user's ordering: the user's last ``n_test`` are test, the ``n_valid``
+    before them validation, the rest train.
+
+    Args:
+        users: ``[n]`` user index of each interaction.
+        order: ``[n]`` interactions sorted by user, then by the split's key within a user.
+        counts: ``[U]`` interactions per user (``np.bincount(users)``).
+        n_test, n_valid: ``[U]`` per user.
+
+    Returns:
+        ``[n]`` int8 codes.
+    """
+    end = np.cumsum(counts)                            # [U] one past each user's last slot
+    code = np.empty(users.size, dtype=np.int8)
+    for lo in range(0, users.size, _BLOCK):
+        slots = order[lo:lo + _BLOCK]                  # [b] interactions at sorted slots lo..
+        g = users[slots]
+        rev = end[g] - 1 - np.arange(lo, lo + slots.size)   # rank from the user's end, 0 = last
+        t = n_test[g]
+        code[slots] = np.where(rev < t, TEST, np.where(rev < t + n_valid[g], VALID, TRAIN))
     return code
 
 
@@ -51,12 +92,13 @@ def ratio_split(users: np.ndarray, ratios=(0.8, 0.1, 0.1), seed: int = 0) -> tup
     if min(ratios) < 0 or abs(r_train + r_valid + r_test - 1.0) > 1e-6 or r_train <= 0:
         raise ValueError(f"split ratios must be non-negative, sum to 1 and keep some train: {ratios}")
     rng = np.random.default_rng(seed)
-    rev, n, counts = _rank_within_user(users, rng.random(users.size))
+    order = _order_by_user_then_random(users, rng.random(users.size))   # [n]
+    counts = np.bincount(users)
     want_test = np.maximum(np.rint(counts * r_test), 1 if r_test > 0 else 0).astype(np.int64)
     want_valid = np.maximum(np.rint(counts * r_valid), 1 if r_valid > 0 else 0).astype(np.int64)
     small = counts < want_test + want_valid + 1
     want_test[small], want_valid[small] = 0, 0
-    code = _assign(rev, want_test[users], want_valid[users])
+    code = _codes_by_rank(users, order, counts, want_test, want_valid)
     return code, {"kept_in_train_users": int((small & (counts > 0)).sum())}
 
 
@@ -67,12 +109,11 @@ def temporal_split(users: np.ndarray, timestamps: np.ndarray, num_valid: int = 1
     Ties in time keep the input order. Users with fewer than ``num_valid + num_test + 1``
     interactions stay whole in train and are counted.
     """
-    order_key = np.lexsort((np.arange(users.size), timestamps))  # time, then input order
-    key = np.empty(users.size, dtype=np.int64)
-    key[order_key] = np.arange(users.size)
-    rev, n, counts = _rank_within_user(users, key)
-    ok = n >= num_valid + num_test + 1
-    code = _assign(rev, np.where(ok, num_test, 0), np.where(ok, num_valid, 0))
+    order = np.argsort(timestamps, kind="stable")                 # [n] time, then input order
+    order = order[np.argsort(users[order], kind="stable")]         # by user, then that order
+    counts = np.bincount(users)
+    ok = counts >= num_valid + num_test + 1                        # [U]
+    code = _codes_by_rank(users, order, counts, np.where(ok, num_test, 0), np.where(ok, num_valid, 0))
     small = (counts > 0) & (counts < num_valid + num_test + 1)
     return code, {"kept_in_train_users": int(small.sum())}
 

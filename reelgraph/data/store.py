@@ -9,15 +9,23 @@ On disk (``root/``)::
     csr/{item_creator,user_creator}/{rowptr,col}.npy  item→creator, user→creator (follows)
     kg/{head,relation,tail}.npy                       triples; entities 0..num_items-1 are the items
     features/<modality>.npy                           float32 [num_items, dim]
+    derived/<name>-<hash>/*.npy                       arrays computed from the store (below)
 
 Opening memory-maps every array (``np.load(mmap_mode="c")``), so a 100M-edge store opens in
-milliseconds and only the pages a sampler touches are read.
+milliseconds and only the pages a sampler touches are read. :meth:`GraphStore.derived` keeps
+arrays computed from the store (a symmetric CSR, a model's kNN or walk tables) beside it, built
+once and memory-mapped by every process that asks, loader workers included: no graph is ever
+pickled to a worker. :class:`InMemoryStore` is the same interface over tensors in memory, for
+tests and small graphs.
 """
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
 import os
 import shutil
+from typing import Callable
 
 import numpy as np
 import torch
@@ -93,6 +101,22 @@ class GraphStore:
             return None
         return tuple(self._array("kg", f"{n}.npy") for n in ("head", "relation", "tail"))
 
+    def derived(self, name: str, params: dict, build: Callable[[], dict[str, Tensor]]
+                ) -> dict[str, Tensor]:
+        """Arrays computed from this store, memory-mapped: ``build()`` runs once per ``(name,
+        params)`` (under a file lock, so concurrent ranks build once) and its tensors are kept
+        as ``derived/<name>-<hash(params)>/<key>.npy``; later calls, in any process, map them."""
+        key = hashlib.sha1(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()
+        folder = os.path.join(self.root, "derived", f"{name}-{key[:12]}")
+        if not os.path.exists(os.path.join(folder, "params.json")):
+            os.makedirs(os.path.dirname(folder), exist_ok=True)
+            with open(folder + ".lock", "w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                if not os.path.exists(os.path.join(folder, "params.json")):
+                    _save_arrays(folder, build(), params)
+        names = sorted(f[:-4] for f in os.listdir(folder) if f.endswith(".npy"))
+        return {n: self._array("derived", os.path.basename(folder), f"{n}.npy") for n in names}
+
     def ids(self, node_type: str) -> IdMap:
         return IdMap.load(os.path.join(self.root, "ids", f"{node_type}.parquet"))
 
@@ -138,6 +162,81 @@ class GraphStore:
             json.dump(meta, f, indent=1)
         os.replace(tmp, root)  # a crash mid-build never leaves a half store behind
         return cls(root)
+
+
+def _save_arrays(folder: str, arrays: dict[str, Tensor], params: dict) -> None:
+    """Writes ``arrays`` as ``.npy`` files into ``folder`` atomically (a ``.partial`` sibling,
+    then one rename)."""
+    tmp = f"{folder}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    for name, t in arrays.items():
+        np.save(os.path.join(tmp, f"{name}.npy"), t.detach().cpu().contiguous().numpy())
+    with open(os.path.join(tmp, "params.json"), "w") as f:
+        json.dump(params, f, indent=1, sort_keys=True, default=str)
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(tmp, folder)
+
+
+class InMemoryStore(GraphStore):
+    """A :class:`GraphStore` over tensors in memory: for tests, notebooks and small graphs.
+
+    Loader workers receive it pickled (it holds its tensors), not memory-mapped; ``derived``
+    arrays are computed once per process and kept in memory.
+
+    Args:
+        train, valid, test: user→item splits over the same node sets (empty if not given).
+        relations: ``{"item_creator" | "user_creator": (rowptr, col)}``.
+        num_creators: creators (vloggers) the relations index.
+        features: ``{modality: [num_items, dim]}``.
+    """
+
+    def __init__(self, train: BipartiteGraph, valid: BipartiteGraph | None = None,
+                 test: BipartiteGraph | None = None,
+                 relations: dict[str, tuple[Tensor, Tensor]] | None = None,
+                 num_creators: int = 0, features: dict[str, Tensor] | None = None):
+        empty = BipartiteGraph(train.num_users, train.num_items,
+                               torch.zeros(train.num_users + 1, dtype=torch.long), train.col[:0])
+        self.splits = {"train": train, "valid": valid or empty, "test": test or empty}
+        self.relations = {k: (v[0].long(), v[1].long()) for k, v in (relations or {}).items()}
+        self.features = {m: x.float() for m, x in (features or {}).items()}
+        self.num_nodes = {"user": train.num_users, "item": train.num_items}
+        if self.relations or num_creators:
+            self.num_nodes["creator"] = num_creators
+        self.root = None
+        self.meta = {"splits": {k: g.num_edges for k, g in self.splits.items()},
+                     "features": {m: x.size(1) for m, x in self.features.items()}}
+        self._derived: dict = {}
+
+    def has(self, relation: str) -> bool:
+        return relation in self.splits or relation in self.relations
+
+    def csr(self, relation: str) -> tuple[Tensor, Tensor]:
+        if relation in self.splits:
+            return self.splits[relation].rowptr, self.splits[relation].col
+        if relation not in self.relations:
+            raise KeyError(f"InMemoryStore: no relation '{relation}'")
+        return self.relations[relation]
+
+    def feature(self, modality: str) -> Tensor:
+        return self.features[modality]
+
+    def edge_weight(self) -> Tensor | None:
+        return None
+
+    def kg(self):
+        return None
+
+    def derived(self, name: str, params: dict, build: Callable[[], dict[str, Tensor]]
+                ) -> dict[str, Tensor]:
+        key = (name, json.dumps(params, sort_keys=True, default=str))
+        if key not in self._derived:
+            self._derived[key] = build()
+        return self._derived[key]
+
+    def __repr__(self) -> str:
+        return (f"InMemoryStore(users={self.num_users}, items={self.num_items}, "
+                f"splits={self.meta['splits']})")
 
 
 def write_embeddings(store: GraphStore, user_emb: Tensor, item_emb: Tensor, out_dir: str) -> dict[str, str]:

@@ -1,62 +1,99 @@
-"""What every recommender shares: its config base, its interface and the BPR loss."""
+"""What every recommender shares: its config bases, its interface and the ranking losses."""
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from reelgraph.graph import BipartiteGraph
-from reelgraph.samplers.batch import BPRBatch
+from reelgraph.graph import check_fanouts
+from reelgraph.samplers.batch import BPRBatch, GraphBatch
+from reelgraph.samplers.plans.base import Plan
+from reelgraph.samplers.plans.gcn import NeighborPlan
 
 if TYPE_CHECKING:
     from reelgraph.data.store import GraphStore
 
 
 class ModelConfig:
-    """Base of the per-model ``@dataclass`` configs.
+    """Base of the per-model configs (frozen ``@dataclass``es).
 
     A config is the one copy of a model's hyper-parameters: LightningCLI YAML (``model:
     class_path/init_args``), Ray Train and Ray Tune all read and write it. ``build`` makes the model
-    from the store's sizes and whatever side data it needs (creators, features, KG), passed to the
-    model's constructor as plain tensors.
+    from the store's sizes and whatever side data it needs (creators, features), passed to the
+    model's constructor as plain tensors; ``plan`` is the sampling plan its training batches need
+    (what the loader draws for it).
     """
 
     def build(self, store: "GraphStore") -> "Recommender":
         raise NotImplementedError
 
+    def plan(self) -> Plan:
+        return Plan()
+
+
+def _check(owner: str, **values: float) -> None:
+    for name, (value, ok, rule) in values.items():
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and ok(value)):
+            raise ValueError(f"{owner}: {name}={value!r}; must be {rule}")
+
+
+@dataclass(frozen=True)
+class EmbeddingConfig(ModelConfig):
+    """The fields every model shares."""
+
+    embedding_dim: int = 64   # d of the ID embedding tables
+    reg_weight: float = 1e-4  # L2 on the batch's layer-0 (ego) rows
+    init_std: float = 0.1     # normal init of the ID tables
+
+    def __post_init__(self):
+        _check(type(self).__name__,
+               embedding_dim=(self.embedding_dim, lambda v: v >= 1 and v == int(v), "an int >= 1"),
+               reg_weight=(self.reg_weight, lambda v: v >= 0, "a finite number >= 0"),
+               init_std=(self.init_std, lambda v: v > 0, "a finite number > 0"))
+
+
+@dataclass(frozen=True)
+class GraphConfig(EmbeddingConfig):
+    """The fields of every model that propagates over the user–item graph."""
+
+    num_layers: int = 3                # L propagation steps
+    fanouts: list[int] | None = None   # None: the whole graph every step; else sampled batches,
+    #                                    one fan-out per layer (seeds' hop first), -1 = all
+    exclude_targets: bool = False      # sampled: drop the batch's positive edges (plans/gcn.py)
+    chunk_size: int = 65536            # sampled: rows per chunk of the full-graph embed()
+
+    def __post_init__(self):
+        super().__post_init__()
+        _check(type(self).__name__,
+               num_layers=(self.num_layers, lambda v: v >= 0 and v == int(v), "an int >= 0"),
+               chunk_size=(self.chunk_size, lambda v: v >= 1 and v == int(v), "an int >= 1"))
+        check_fanouts(self.fanouts, self.num_layers, type(self).__name__)
+
+    def plan(self) -> NeighborPlan:
+        return NeighborPlan(None if self.fanouts is None else tuple(self.fanouts),
+                            self.exclude_targets, chunk_size=self.chunk_size)
+
 
 class Recommender(nn.Module):
     """Interface the generic LightningModule and the evaluator rely on.
 
-    ``state = model.prepare(graph)`` once per training graph and device (e.g. a normalised
-    adjacency); ``model.embed(state)`` gives ``(user_emb [U, d], item_emb [I, d])`` scored by inner
-    product; ``model.loss(batch, state)`` a dict holding ``"loss"`` (the total) and each term.
+    ``model.loss(batch)`` is a dict holding ``"loss"`` (the total) and each term, from the batch
+    its config's plan made (bound to the plan's per-device static state); ``model.embed(static)``
+    gives the full-graph ``(user_emb [U, d], item_emb [I, d])`` scored by inner product.
     """
 
     num_users: int
     num_items: int
-    reg_weight: float
 
-    def prepare(self, graph: BipartiteGraph) -> Any:
-        return None
-
-    def embed(self, state: Any) -> tuple[Tensor, Tensor]:
+    def embed(self, static: Any) -> tuple[Tensor, Tensor]:
         raise NotImplementedError
 
-    def ego_embeddings(self) -> tuple[Tensor, Tensor]:
-        """The parameters the L2 term regularises: ``(user [U, d], item [I, d])`` tables."""
+    def loss(self, batch: BPRBatch) -> dict[str, Tensor]:
         raise NotImplementedError
-
-    def loss(self, batch: BPRBatch, state: Any) -> dict[str, Tensor]:
-        """BPR over every (positive, negative) pair plus L2 on the batch's ego embeddings."""
-        user_emb, item_emb = self.embed(state)
-        u, p, n = user_emb[batch.users], item_emb[batch.pos], item_emb[batch.neg]  # [B,d] [B,d] [B,k,d]
-        bpr = bpr_loss((u * p).sum(-1), torch.einsum("bd,bkd->bk", u, n))
-        ego_u, ego_i = self.ego_embeddings()
-        reg = l2_loss(ego_u[batch.users], ego_i[batch.pos], ego_i[batch.neg]) / len(batch)
-        return {"loss": bpr + self.reg_weight * reg, "bpr": bpr, "l2": reg}
 
 
 def bpr_loss(pos_score: Tensor, neg_score: Tensor) -> Tensor:
@@ -67,3 +104,19 @@ def bpr_loss(pos_score: Tensor, neg_score: Tensor) -> Tensor:
 def l2_loss(*tensors: Tensor) -> Tensor:
     """``sum ||t||^2 / 2`` over ``tensors``."""
     return sum(t.pow(2).sum() for t in tensors) / 2
+
+
+def bpr_terms(u: Tensor, items: Tensor, ego: Tensor, reg_weight: float) -> dict[str, Tensor]:
+    """BPR of users ``u [B, d]`` against items ``[B, 1 + k, d]`` (positive first, then the
+    negatives) plus ``reg_weight`` times the L2 of the ego rows ``ego`` per triple."""
+    score = torch.einsum("bd,bkd->bk", u, items)  # [B, 1 + k]
+    bpr = bpr_loss(score[:, 0], score[:, 1:])
+    reg = l2_loss(ego) / u.size(0)
+    return {"loss": bpr + reg_weight * reg, "bpr": bpr, "l2": reg}
+
+
+def graph_bpr(batch: GraphBatch, out: Tensor, h0: Tensor, reg_weight: float) -> dict[str, Tensor]:
+    """:func:`bpr_terms` from the seeds' final rows ``out [S, d']`` and layer-0 rows ``h0 [S, d]``
+    of ``batch.graph``."""
+    users, items = batch.rows()
+    return bpr_terms(out[users], out[items], h0[batch.index], reg_weight)

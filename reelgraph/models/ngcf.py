@@ -14,10 +14,9 @@ Choices where the paper leaves room, as in its reference code (``NGCF-PyTorch``)
 ``b2``; LeakyReLU slope 0.2; Xavier-uniform ``W``; each propagated layer L2-normalised before the
 concatenation (``normalize_layers``); node dropout is left out (the reference default is 0).
 
-``NGCFConfig.fanouts`` selects sampled mini-batch training as for
-:class:`~reelgraph.models.lightgcn.LightGCN` (same sampler and Horvitz–Thompson rescaled
-``L`` weights, see its module doc): each layer is computed over the batch's sampled subgraph with
-``(L + I) h`` as ``side + h`` for the nodes still needed; ``embed`` stays full-graph (chunked).
+Training over the whole graph or the batch's sampled neighbourhood is the plan's
+(``fanouts``, as for :class:`~reelgraph.models.lightgcn.LightGCN`); one loss path: each layer is
+computed for the nodes still needed with ``(L + I) h`` as ``side + h``, ``side = L h``.
 """
 from __future__ import annotations
 
@@ -27,20 +26,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from reelgraph.models.lightgcn import (SampledGCN, SampledGCNConfig, SampledState,
-                                       chunked_spmm, sym_spmm)
-from reelgraph.models.subgraph import Subgraph, hop_propagate
+from reelgraph.graph import FullGraph, Subgraph, node_rows, propagate
+from reelgraph.models.base import GraphConfig, Recommender, graph_bpr
+from reelgraph.samplers.batch import GraphBatch
+from reelgraph.samplers.plans.gcn import GCNStatic
 
 
-@dataclass
-class NGCFConfig(SampledGCNConfig):
-    embedding_dim: int = 64        # d of the layer-0 tables and of every layer
-    num_layers: int = 3            # L propagation steps
+@dataclass(frozen=True)
+class NGCFConfig(GraphConfig):
+    """NGCF: the :class:`GraphConfig` fields and its own below."""
+
     message_dropout: float = 0.1   # dropout on each layer's output while training
     negative_slope: float = 0.2    # LeakyReLU slope
     normalize_layers: bool = True  # L2-normalise layers 1..L before concatenating (reference code)
-    reg_weight: float = 1e-4       # L2 on the batch's layer-0 embeddings
-    init_std: float = 0.1          # normal init of the layer-0 table
 
     def build(self, store) -> "NGCF":
         return NGCF(store.num_users, store.num_items, self)
@@ -53,18 +51,15 @@ def ngcf_update(side: Tensor, h: Tensor, w1: nn.Linear, w2: nn.Linear,
     return F.leaky_relu(w1(side + h) + w2(side * h), negative_slope)
 
 
-def ngcf_layer(adj: Tensor, h: Tensor, w1: nn.Linear, w2: nn.Linear, negative_slope: float) -> Tensor:
-    """One NGCF step: ``LeakyReLU(W1 ((L + I) h) + W2 ((L h) * h))``; ``h [N, d]`` → ``[N, d']``."""
-    return ngcf_update(sym_spmm(adj, h), h, w1, w2, negative_slope)
+class NGCF(Recommender):
+    """Users are nodes ``0..U-1`` and items ``U..U+I-1`` of one layer-0 table."""
 
-
-class NGCF(SampledGCN):
-    """Users are nodes ``0..U-1`` and items ``U..U+I-1`` of one layer-0 table; full-graph or
-    sampled training by ``config.fanouts`` (:class:`~reelgraph.models.lightgcn.SampledGCN`)."""
-
-    def __init__(self, num_users: int, num_items: int, config: NGCFConfig = NGCFConfig()):
-        super().__init__(num_users, num_items, config)
+    def __init__(self, num_users: int, num_items: int, config: NGCFConfig | None = None):
+        super().__init__()
+        self.config = config = config or NGCFConfig()
+        self.num_users, self.num_items = num_users, num_items
         d = config.embedding_dim
+        self.embedding = nn.Embedding(num_users + num_items, d)
         self.w1 = nn.ModuleList(nn.Linear(d, d) for _ in range(config.num_layers))  # sum messages
         self.w2 = nn.ModuleList(nn.Linear(d, d) for _ in range(config.num_layers))  # product messages
         self.dropout = nn.Dropout(config.message_dropout)
@@ -81,33 +76,22 @@ class NGCF(SampledGCN):
         slope = self.config.negative_slope
         return self.dropout(ngcf_update(side, h, self.w1[l], self.w2[l], slope))
 
-    def _readout(self, layers: list[Tensor]) -> Tensor:
-        """``[E^(0) || E^(1) || ... || E^(L)]``, ``[n, d (L + 1)]``, layers ``1..L`` normalised."""
+    def forward(self, graph: Subgraph | FullGraph) -> tuple[Tensor, Tensor]:
+        """The seeds' ``[E^(0) || E^(1) || ... || E^(L)]`` ``[S, d (L + 1)]`` (layers ``1..L``
+        normalised with ``normalize_layers``) and their layer-0 rows ``[S, d]``."""
+        layers = propagate(graph, node_rows(graph.node, self.embedding.weight),
+                           self.config.num_layers, self._step)
         if self.config.normalize_layers:
             layers = [layers[0]] + [F.normalize(h, dim=-1) for h in layers[1:]]
-        return torch.cat(layers, dim=-1)
+        return torch.cat(layers, dim=-1), layers[0]
 
-    def embed(self, state: Tensor | SampledState) -> tuple[Tensor, Tensor]:
-        """``(user [U, d (L + 1)], item [I, d (L + 1)])`` of the FULL graph in both modes. Sampled
-        mode (evaluation only): no gradients, ``L h`` by :func:`chunked_spmm`."""
-        c = self.config
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.sampled):
-            h = self.embedding.weight
-            layers = [h]
-            for l in range(c.num_layers):
-                side = chunked_spmm(state, h, c.chunk_size) if self.sampled else sym_spmm(state, h)
-                h = self._step(l, side, h)  # [N, d]
-                layers.append(h)
-            out = self._readout(layers)  # [N, d (L + 1)]
+    def embed(self, static: GCNStatic) -> tuple[Tensor, Tensor]:
+        """``(user [U, d (L + 1)], item [I, d (L + 1)])`` of the whole graph."""
+        out, _ = self(static.graph)
         return out[: self.num_users], out[self.num_users:]
 
-    def forward(self, sub: Subgraph) -> tuple[Tensor, Tensor]:
-        """The seeds' concatenated layers ``[S, d (L + 1)]`` over the sampled ``sub`` and their
-        layer-0 rows ``[S, d]``."""
-        layers = hop_propagate(sub, self.embedding(sub.node), self.config.num_layers,
-                               lambda l, adj, h: self._step(l, torch.sparse.mm(adj, h),
-                                                            h[: adj.size(0)]))
-        return self._readout(layers), layers[0]
+    def loss(self, batch: GraphBatch) -> dict[str, Tensor]:
+        return graph_bpr(batch, *self(batch.graph), self.config.reg_weight)
 
     def extra_repr(self) -> str:
         c = self.config

@@ -21,11 +21,11 @@ on ml-100k at init, the InfoNCE gradient on the table was ~2,600x BPR's, so unde
 left ``ln 2`` at ``tau = 0.2`` (Recall@20 near random). Keeping ``e^(0)`` and a softer ``tau``
 (0.5) restores the balance; see ``benchmarks/RESULTS.md``.
 
-``SimGCLConfig.fanouts`` selects sampled mini-batch training as for
-:class:`~reelgraph.models.lightgcn.LightGCN`: the clean view and the two noisy views are each
-propagated over the SAME sampled subgraph of the batch (noise added per layer as above); BPR is on
-the clean view, InfoNCE over the batch's unique users and positive items (all seeds of the
-subgraph). ``embed`` stays the full-graph clean view (chunked, evaluation only).
+Training over the whole graph or the batch's sampled neighbourhood is the plan's (``fanouts``,
+as for :class:`~reelgraph.models.lightgcn.LightGCN`): the clean view and the two noisy views are
+each propagated over the batch's graph (noise added per layer as above); BPR is on the clean
+view, InfoNCE over the batch's unique users and positive items. The noise is the model's own
+randomness (like dropout: torch's RNG, seeded by ``seed_everything``), not a sampled input.
 """
 from __future__ import annotations
 
@@ -35,22 +35,26 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from reelgraph.models.lightgcn import (LightGCN, SampledGCNConfig, SampledState, batch_seeds,
-                                       chunked_propagate, sym_spmm)
-from reelgraph.models.subgraph import Subgraph, hop_propagate
-from reelgraph.samplers.batch import BPRBatch
+from reelgraph.graph import FullGraph, Subgraph, layer_mean, node_rows, propagate
+from reelgraph.models.base import GraphConfig, graph_bpr
+from reelgraph.models.lightgcn import LightGCN
+from reelgraph.samplers.batch import GraphBatch
+from reelgraph.samplers.plans.gcn import GCNStatic
 
 
-@dataclass
-class SimGCLConfig(SampledGCNConfig):
-    embedding_dim: int = 64   # d
-    num_layers: int = 3       # L propagation steps
+@dataclass(frozen=True)
+class SimGCLConfig(GraphConfig):
+    """SimGCL: the :class:`GraphConfig` fields and its own below."""
+
     cl_weight: float = 0.5    # lambda, weight of the InfoNCE term
     eps: float = 0.1          # length of the noise added at every layer
     tau: float = 0.2          # InfoNCE temperature
-    reg_weight: float = 1e-4  # L2 on the batch's layer-0 embeddings
-    init_std: float = 0.1     # normal init of the layer-0 table (SELFRec uses Xavier)
     ego_layer: bool = False   # average layers 0..L (LightGCN) instead of the paper's 1..L
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.num_layers < 1:
+            raise ValueError(f"SimGCLConfig: num_layers={self.num_layers}; SimGCL needs >= 1")
 
     def build(self, store) -> "SimGCL":
         return SimGCL(store.num_users, store.num_items, self)
@@ -74,66 +78,34 @@ def perturb(h: Tensor, eps: float) -> Tensor:
     return h + eps * torch.sign(h) * noise
 
 
-def perturbed_propagate(adj: Tensor, x: Tensor, num_layers: int, eps: float,
-                        ego_layer: bool = False) -> Tensor:
-    """Mean of layers ``1..L`` (``0..L`` with ``ego_layer``) of
-    ``h <- adj h + eps * sign(h') * normalize(U(0,1))``; ``[N, d]``.
-
-    ``eps = 0`` gives the clean LightGCN layers.
-    """
-    h, out = x, (x if ego_layer else torch.zeros_like(x))
-    for _ in range(num_layers):
-        h = perturb(sym_spmm(adj, h), eps)
-        out = out + h
-    return out / (num_layers + ego_layer)
-
-
 class SimGCL(LightGCN):
     """LightGCN encoder trained with BPR plus cross-view InfoNCE of two noisy views."""
 
-    def __init__(self, num_users: int, num_items: int, config: SimGCLConfig = SimGCLConfig()):
-        if config.num_layers < 1:
-            raise ValueError(f"SimGCL needs num_layers >= 1 (got {config.num_layers})")
-        super().__init__(num_users, num_items, config)
+    def __init__(self, num_users: int, num_items: int, config: SimGCLConfig | None = None):
+        super().__init__(num_users, num_items, config or SimGCLConfig())
 
-    def embed(self, state: Tensor | SampledState, eps: float = 0.0) -> tuple[Tensor, Tensor]:
-        """The clean view (``eps = 0``) or one perturbed view, ``(user [U, d], item [I, d])``, of
-        the full graph. Sampled mode (evaluation only): the clean view, chunked, no gradients."""
+    def forward(self, graph: Subgraph | FullGraph, eps: float = 0.0) -> tuple[Tensor, Tensor]:
+        """The seeds' view ``[S, d]`` (clean at ``eps = 0``, else noise of length ``eps`` after
+        every layer): the mean of layers ``1..L`` (``0..L`` with ``ego_layer``), and their
+        layer-0 rows ``[S, d]``."""
         c = self.config
-        if self.sampled:
-            if eps > 0:
-                raise ValueError("sampled SimGCL: embed() is the clean full-graph view; the noisy "
-                                 "views are forward(sub, eps) over a sampled subgraph")
-            out = chunked_propagate(state, self.embedding.weight, c.num_layers, c.chunk_size,
-                                    c.ego_layer)
-        else:
-            out = perturbed_propagate(state, self.embedding.weight, c.num_layers, eps, c.ego_layer)
+        layers = propagate(graph, node_rows(graph.node, self.embedding.weight), c.num_layers,
+                           lambda l, side, h: perturb(side, eps))
+        return layer_mean(layers[0 if c.ego_layer else 1:]), layers[0]
+
+    def embed(self, static: GCNStatic) -> tuple[Tensor, Tensor]:
+        """The clean view of the whole graph, ``(user [U, d], item [I, d])``."""
+        out, _ = self(static.graph)
         return out[: self.num_users], out[self.num_users:]
 
-    def forward(self, sub: Subgraph, eps: float = 0.0) -> tuple[Tensor, Tensor]:
-        """The seeds' view ``[S, d]`` over the sampled ``sub`` (clean at ``eps = 0``, else noise
-        of length ``eps`` after every layer) and their layer-0 rows ``[S, d]``."""
+    def loss(self, batch: GraphBatch) -> dict[str, Tensor]:
         c = self.config
-        layers = hop_propagate(sub, self.embedding(sub.node), c.num_layers,
-                               lambda l, adj, h: perturb(torch.sparse.mm(adj, h), eps))
-        return torch.stack(layers[0 if c.ego_layer else 1:]).mean(0), layers[0]
-
-    def loss(self, batch: BPRBatch, state: Tensor | SampledState) -> dict[str, Tensor]:
-        c = self.config
-        if self.sampled:  # all three views over the batch's one subgraph; rows are its seeds
-            seeds, inv = batch_seeds(batch, self.num_users)
-            sub = self.sample(state, seeds, batch.users, batch.pos)
-            out = self.seed_bpr(batch, inv, *self(sub))  # BPR on the clean view + L2
-            (v1, _), (v2, _) = self(sub, c.eps), self(sub, c.eps)  # [S, d] each
-            B = len(batch)
-            users, items = torch.unique(inv[:B]), torch.unique(inv[B:].view(B, -1)[:, 0])
-            u1, u2, i1, i2 = v1[users], v2[users], v1[items], v2[items]
-        else:
-            out = super().loss(batch, state)  # BPR on the clean view + L2 on layer-0 rows
-            (eu1, ei1), (eu2, ei2) = self.embed(state, c.eps), self.embed(state, c.eps)
-            users, items = torch.unique(batch.users), torch.unique(batch.pos)
-            u1, u2, i1, i2 = eu1[users], eu2[users], ei1[items], ei2[items]
-        out["cl"] = info_nce(u1, u2, c.tau) + info_nce(i1, i2, c.tau)
+        out = graph_bpr(batch, *self(batch.graph), c.reg_weight)  # BPR on the clean view + L2
+        (v1, _), (v2, _) = self(batch.graph, c.eps), self(batch.graph, c.eps)  # [S, d] each
+        user_rows, item_rows = batch.rows()
+        users, items = torch.unique(user_rows), torch.unique(item_rows[:, 0])
+        out["cl"] = (info_nce(v1[users], v2[users], c.tau)
+                     + info_nce(v1[items], v2[items], c.tau))
         out["loss"] = out["loss"] + c.cl_weight * out["cl"]
         return out
 

@@ -81,7 +81,7 @@ def test_two_workers_learn_and_sharded_metrics_equal_single_process(root, clean)
     for checkpoint, metrics in clean.best_checkpoints:
         module = RecModule.from_checkpoint(os.path.join(checkpoint.path, CHECKPOINT_FILE), dm.store)
         with torch.no_grad():
-            users, items = module.model.embed(module.model.prepare(dm.train_graph))
+            users, items = module.model.embed(module.sampling_plan.static(dm.store, torch.device("cpu")))
         direct = evaluate(users, items, dm.train_graph, dm.valid_graph, ks=(20,), auc=False).means()
         # each rank ranked half the users; the all-reduced sums give the whole-set metrics
         assert metrics["val/num_users"] == valid_users

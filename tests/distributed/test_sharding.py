@@ -2,10 +2,12 @@
 import pytest
 import torch
 
+from reelgraph.data.store import InMemoryStore
 from reelgraph.distributed.callbacks import FailOnce, InjectedFault
 from reelgraph.graph import BipartiteGraph
 from reelgraph.lightning_modules._pl import pl
-from reelgraph.lightning_modules.datamodule import BPRLoader
+from reelgraph.samplers.loader import train_loader
+from reelgraph.samplers.plans.base import Plan
 
 
 def _graph(num_users=50, num_items=80, num_edges=900, seed=0) -> BipartiteGraph:
@@ -17,8 +19,13 @@ def _graph(num_users=50, num_items=80, num_edges=900, seed=0) -> BipartiteGraph:
     return BipartiteGraph(num_users, num_items, rowptr, col)
 
 
-def _pairs(loader: BPRLoader) -> list[int]:
-    num_items = loader.graph.num_items
+def _loader(store, epoch: int, rank: int, world_size: int):
+    loader = train_loader(store, Plan(), 64, 2, seed=3, rank=rank, world_size=world_size)
+    loader.sampler.set_epoch(epoch)  # as Lightning does
+    return loader
+
+
+def _pairs(loader, num_items: int) -> list[int]:
     return [int(k) for b in loader for k in b.users * num_items + b.pos]
 
 
@@ -26,9 +33,9 @@ def _pairs(loader: BPRLoader) -> list[int]:
 @pytest.mark.parametrize("epoch", [0, 1])
 def test_ranks_split_the_positives_of_an_epoch(world_size, epoch):
     g = _graph()
-    loaders = [BPRLoader(g, 64, 2, seed=3, epoch=lambda: epoch, rank=r, world_size=world_size)
-               for r in range(world_size)]
-    shards = [_pairs(loader) for loader in loaders]
+    store = InMemoryStore(g)
+    loaders = [_loader(store, epoch, r, world_size) for r in range(world_size)]
+    shards = [_pairs(loader, g.num_items) for loader in loaders]
     every = torch.sort(g.users() * g.num_items + g.col).values.tolist()
     flat = [k for shard in shards for k in shard]
     assert len(flat) == len(set(flat)) == g.num_edges      # disjoint, nothing trained twice
@@ -36,8 +43,7 @@ def test_ranks_split_the_positives_of_an_epoch(world_size, epoch):
     assert max(map(len, shards)) - min(map(len, shards)) <= 1
     for loader in loaders:
         assert len(loader) == sum(1 for _ in loader)       # Lightning's batch count is right
-    other = _pairs(BPRLoader(g, 64, 2, seed=3, epoch=lambda: epoch + 1, rank=0,
-                             world_size=world_size))
+    other = _pairs(_loader(store, epoch + 1, 0, world_size), g.num_items)
     assert other != shards[0]                              # a new epoch reshuffles the shards
 
 

@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from reelgraph.data.synthetic import WorldConfig, generate_world
-from reelgraph.distributed.sparse import RowWiseAdagrad, SparseMF, SparseMFConfig, SparseRecModule
+from reelgraph.distributed.sparse import RowWiseAdagrad, SparseRecModule
 from reelgraph.lightning_modules._pl import pl
 from reelgraph.lightning_modules.datamodule import RecDataModule
 from reelgraph.metrics import evaluate
-from reelgraph.models import MF, MFConfig
+from reelgraph.models import MF, MFConfig, SparseMF, SparseMFConfig
 from reelgraph.samplers.batch import BPRBatch
 
 
@@ -27,7 +27,7 @@ def test_sparse_mf_loss_and_gradient_equal_dense_mf():
     dense, sparse = MF(30, 40, config), SparseMF(30, 40, SparseMFConfig(embedding_dim=6, reg_weight=0.1))
     sparse.load_state_dict(dense.state_dict())
     batch = _batch(gen)
-    a, b = dense.loss(batch, None), sparse.loss(batch, None)
+    a, b = dense.loss(batch), sparse.loss(batch)
     for name in ("loss", "bpr", "l2"):
         assert b[name].item() == pytest.approx(a[name].item(), rel=1e-6)
     a["loss"].backward()
@@ -88,7 +88,7 @@ def test_sparse_module_fits_and_its_checkpoint_reloads(tmp_path, optimizer, lr):
 # for multiprocessing): DDP backward of SparseMF on this rank's batch; rank 0 saves the grads.
 _RANK = """
 import os, sys, torch, torch.distributed as dist
-from reelgraph.distributed.sparse import SparseMF, SparseMFConfig
+from reelgraph.models import SparseMF, SparseMFConfig
 rank, port, folder = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
 dist.init_process_group("gloo", rank=rank, world_size=2)
@@ -99,7 +99,7 @@ class Step(torch.nn.Module):  # DDP hooks the backward of what its forward ran
         super().__init__()
         self.m = m
     def forward(self, batch):
-        return self.m.loss(batch, None)["loss"]
+        return self.m.loss(batch)["loss"]
 ddp = torch.nn.parallel.DistributedDataParallel(Step(model))
 ddp(torch.load(f"{folder}/batch{rank}.pt", weights_only=False)).backward()
 if rank == 0:
@@ -127,7 +127,7 @@ def test_ddp_averages_sparse_gradients_over_two_gloo_ranks(tmp_path):
     expected = {"user": 0, "item": 0}
     for b in batches:  # DDP's gradient is the mean of the ranks' gradients
         dense.zero_grad()
-        dense.loss(b, None)["loss"].backward()
+        dense.loss(b)["loss"].backward()
         expected = {"user": expected["user"] + dense.user.weight.grad / 2,
                     "item": expected["item"] + dense.item.weight.grad / 2}
     for name in ("user", "item"):

@@ -1,9 +1,11 @@
 """The Lightning path end to end on a small planted world: learning, checkpoints, export, CLI."""
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
 
 from reelgraph.lightning_modules._pl import pl
+from reelgraph.lightning_modules.callbacks import Checkpoint
 from reelgraph.lightning_modules.cli import main, popularity_baseline
 from reelgraph.lightning_modules.datamodule import RecDataModule
 from reelgraph.lightning_modules.module import NonFiniteLossError, RecModule
@@ -33,7 +35,7 @@ def test_training_beats_most_popular(world, tmp_path, config):
     assert test["test/recall@20"] > 1.3 * pop["test/recall@20"], (test, pop)
     # the logged metric equals a direct evaluation of the same embeddings
     with torch.no_grad():
-        u, i = module.model.embed(module.model.prepare(dm.train_graph))
+        u, i = module.model.embed(dm.static("cpu"))
     direct = evaluate(u, i, dm.history, dm.test_graph, ks=(20,)).means()
     assert test["test/recall@20"] == pytest.approx(direct["recall@20"], rel=1e-6)
 
@@ -68,3 +70,64 @@ def test_cli_fit_exports_embeddings_and_resumes(world, tmp_path, capsys):
     last = torch.load(tmp_path / "lightning_logs" / "version_1" / "checkpoints" / "last.ckpt",
                       weights_only=False)
     assert last["epoch"] == 2
+
+
+# -- determinism: workers, resume; metric averaging ------------------------------------------
+@pytest.fixture
+def one_thread():
+    """Bit-for-bit runs need one intra-op thread: CPU sparse kernels on several threads sum in a
+    thread-dependent order (two num_workers=0 runs on 2 threads differed by ~1e-6 after 2
+    epochs; the batches themselves are identical, tests/samplers/test_loader.py)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _fit(world, tmp_path, epochs, ckpt_path=None, **dm_kw):
+    pl.seed_everything(0, verbose=False)
+    dm = _dm(world, tmp_path, **dm_kw)
+    module = RecModule(LightGCNConfig(embedding_dim=16, num_layers=2, fanouts=[5, 3]), lr=1e-2,
+                       ks=(20,))
+    ckpt = Checkpoint(dirpath=str(tmp_path / "ckpt"), save_last=True, save_on_train_epoch_end=True)
+    trainer = _trainer(tmp_path, epochs, callbacks=[ckpt], num_sanity_val_steps=0)
+    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+    return module, trainer.test(module, datamodule=dm, verbose=False)[0]
+
+
+def test_fit_is_identical_for_any_num_workers(world, tmp_path, one_thread):
+    a, metrics_a = _fit(world, tmp_path / "a", 2, num_workers=0)
+    b, metrics_b = _fit(world, tmp_path / "b", 2, num_workers=2)
+    assert torch.equal(a.model.embedding.weight, b.model.embedding.weight)
+    assert metrics_a == metrics_b
+
+
+def test_a_resumed_run_trains_exactly_as_an_uninterrupted_one(world, tmp_path, one_thread):
+    straight, _ = _fit(world, tmp_path / "a", 3)
+    _fit(world, tmp_path / "b", 1)
+    resumed, _ = _fit(world, tmp_path / "b", 3, ckpt_path=str(tmp_path / "b" / "ckpt" / "last.ckpt"))
+    assert torch.equal(straight.model.embedding.weight, resumed.model.embedding.weight)
+
+
+def test_auc_is_averaged_over_the_users_it_is_defined_for(tmp_path):
+    """User 0 has seen every item (5 in train, 1 in test): no negative item, so no AUC pair.
+    The test AUC must average over the 3 other users (as ``RankingResult.means`` does)."""
+    root = tmp_path / "ds"
+    root.mkdir()
+    rows = [(0, i, "train") for i in range(5)] + [(0, 5, "test"), (1, 0, "train"),
+            (1, 1, "train"), (1, 2, "test"), (2, 3, "train"), (2, 4, "test"), (2, 5, "test"),
+            (3, 1, "train"), (3, 2, "train"), (3, 0, "test")]
+    u, i, s = zip(*rows)
+    pq.write_table(pa.table({"user_id": list(u), "item_id": list(i), "split": list(s)}),
+                   root / "interactions.parquet")
+    pl.seed_everything(0, verbose=False)
+    dm = RecDataModule(data=str(root), cache_dir=str(tmp_path / "cache"), batch_size=4)
+    module = RecModule(MFConfig(embedding_dim=4), ks=(2,))
+    trainer = _trainer(tmp_path, 1, enable_checkpointing=False)
+    trainer.fit(module, datamodule=dm)
+    got = trainer.test(module, datamodule=dm, verbose=False)[0]
+    with torch.no_grad():
+        want = evaluate(*module.model.embed(None), dm.history, dm.test_graph, ks=(2,))
+    assert got["test/num_users"] == 4 and got["test/auc_users"] == 3
+    assert float(want.sums["auc"]) > 0
+    assert got["test/auc"] == pytest.approx(want.means()["auc"], rel=1e-6)

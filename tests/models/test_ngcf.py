@@ -1,16 +1,19 @@
 """NGCF: one propagation step by hand, gradients to every weight, a short fit beats BPR-MF; the
 same for the sampled mini-batch mode (exact with fan-outs -1)."""
 import math
+from dataclasses import replace
 
 import pytest
 import torch
 
+from reelgraph.data.store import InMemoryStore
 from reelgraph.data.synthetic import WorldConfig
-from reelgraph.graph import BipartiteGraph
+from reelgraph.graph import BipartiteGraph, FullGraph, sym_norm_rows, sym_spmm
 from reelgraph.models import MFConfig
-from reelgraph.models.lightgcn import sym_norm_adjacency
-from reelgraph.models.ngcf import NGCF, NGCFConfig, ngcf_layer
+from reelgraph.models.ngcf import NGCF, NGCFConfig, ngcf_update
 from reelgraph.samplers.batch import BPRBatch
+from reelgraph.samplers.loader import plan_batch
+from reelgraph.samplers.plans.gcn import sample_subgraph, symmetric_graph
 
 # as tests/lightning_modules/test_fit.py, with 40 topics: local structure for propagation to find
 WORLD = WorldConfig(num_users=400, num_items=600, num_creators=60, num_communities=40,
@@ -30,7 +33,7 @@ def test_one_layer_by_hand():
     side = torch.tensor([[3 * r2 - 4 * 0.5], [-4 * r2], [1 * r2], [1 * 0.5 + 2 * r2]])  # L x
     pre = 0.5 * (side + x) + 0.1 + 2.0 * (side * x) - 0.2
     expected = torch.where(pre > 0, pre, 0.2 * pre)
-    got = ngcf_layer(sym_norm_adjacency(GRAPH), x, w1, w2, 0.2)
+    got = ngcf_update(sym_spmm(sym_norm_rows(*GRAPH.symmetric()), x), x, w1, w2, 0.2)
     assert torch.allclose(got, expected)
     assert (expected < 0).any()  # the LeakyReLU's negative branch is exercised
 
@@ -38,18 +41,20 @@ def test_one_layer_by_hand():
 def test_embed_concatenates_normalised_layers():
     torch.manual_seed(0)
     model = NGCF(2, 2, NGCFConfig(embedding_dim=4, num_layers=2)).eval()
-    u, i = model.embed(model.prepare(GRAPH))
-    assert u.shape == (2, 12) and i.shape == (2, 12)
-    assert torch.equal(u[:, :4], model.embedding.weight[:2])
-    assert torch.allclose(u[:, 4:8].norm(dim=-1), torch.ones(2))
-    assert torch.equal(model.embed(model.prepare(GRAPH))[0], u)  # no dropout in eval
+    static = model.config.plan().static(InMemoryStore(GRAPH), torch.device("cpu"))
+    with torch.no_grad():
+        u, i = model.embed(static)
+        assert u.shape == (2, 12) and i.shape == (2, 12)
+        assert torch.equal(u[:, :4], model.embedding.weight[:2])
+        assert torch.allclose(u[:, 4:8].norm(dim=-1), torch.ones(2))
+        assert torch.equal(model.embed(static)[0], u)  # no dropout in eval
 
 
 def test_every_parameter_gets_gradient():
     torch.manual_seed(0)
     model = NGCF(2, 2, NGCFConfig(embedding_dim=8, num_layers=2))
     batch = BPRBatch(torch.tensor([0, 1]), torch.tensor([0, 1]), torch.tensor([[1], [0]]))
-    out = model.loss(batch, model.prepare(GRAPH))
+    out = model.loss(plan_batch(InMemoryStore(GRAPH), model.config.plan(), batch))
     assert set(out) == {"loss", "bpr", "l2"}
     out["loss"].backward()
     for name, p in model.named_parameters():
@@ -67,34 +72,41 @@ def test_short_fit_beats_bpr_mf(make_world, fit_recall):
 SEEDS = torch.tensor([0, 3, 7, 29, 30, 41, 55, 69])  # small_graph: users 0..29, items 30..69
 
 
+def _model(graph, num_layers, **kw) -> NGCF:
+    torch.manual_seed(0)
+    return NGCF(graph.num_users, graph.num_items,
+                NGCFConfig(embedding_dim=8, num_layers=num_layers, **kw)).eval()  # no dropout
+
+
 @pytest.mark.parametrize("normalize_layers", [True, False])
 @pytest.mark.parametrize("fanouts", [[-1], [-1, -1], [-1, -1, -1]])
-def test_full_fanouts_give_the_full_graph_rows(fanouts, normalize_layers, small_graph, gcn_pair):
-    model, full = gcn_pair(NGCF, NGCFConfig, fanouts, normalize_layers=normalize_layers)
-    state = model.prepare(small_graph)
+def test_full_fanouts_give_the_full_graph_rows(fanouts, normalize_layers, small_graph, small_store):
+    model = _model(small_graph, len(fanouts), normalize_layers=normalize_layers)
+    full = model.config.plan().static(small_store, torch.device("cpu"))
     with torch.no_grad():
-        out, h0 = model(model.sample(state, SEEDS))
-        ref = torch.cat(full.embed(full.prepare(small_graph)))  # [U + I, d (L + 1)]
+        out, h0 = model(sample_subgraph(symmetric_graph(small_store), SEEDS, tuple(fanouts)))
+        ref = torch.cat(model.embed(full))  # [U + I, d (L + 1)]
     assert out.shape == (len(SEEDS), 8 * (len(fanouts) + 1))
     assert torch.allclose(out, ref[SEEDS], atol=1e-5)
     assert torch.equal(h0, model.embedding.weight[SEEDS])
-    model.config.chunk_size = 7  # embed() is the full graph, chunked
-    assert torch.allclose(torch.cat(model.embed(state)), ref, atol=1e-5)
+    chunked = replace(model.config, fanouts=fanouts, chunk_size=7).plan()  # embed: full, chunked
+    with torch.no_grad():
+        got = torch.cat(model.embed(chunked.static(small_store, torch.device("cpu"))))
+    assert torch.allclose(got, ref, atol=1e-5)
 
 
-def test_full_fanouts_give_the_full_graph_loss(small_graph, small_batch, gcn_pair):
-    model, full = gcn_pair(NGCF, NGCFConfig, [-1, -1])
-    got = model.loss(small_batch, model.prepare(small_graph))
-    ref = full.loss(small_batch, full.prepare(small_graph))
+def test_full_fanouts_give_the_full_graph_loss(small_graph, small_store, small_batch):
+    model = _model(small_graph, 2)
+    got = model.loss(plan_batch(small_store, replace(model.config, fanouts=[-1, -1]).plan(),
+                                small_batch))
+    ref = model.loss(plan_batch(small_store, model.config.plan(), small_batch))
     for key in ("loss", "bpr", "l2"):
         assert torch.allclose(got[key], ref[key], atol=1e-6), key
 
 
-def test_sampled_gradient_reaches_every_parameter(small_graph, small_batch):
-    torch.manual_seed(0)
-    model = NGCF(small_graph.num_users, small_graph.num_items,
-                 NGCFConfig(embedding_dim=8, num_layers=2, fanouts=[3, 2]))
-    out = model.loss(small_batch, model.prepare(small_graph))
+def test_sampled_gradient_reaches_every_parameter(small_graph, small_store, small_batch):
+    model = _model(small_graph, 2, fanouts=[3, 2]).train()
+    out = model.loss(plan_batch(small_store, model.config.plan(), small_batch))
     assert set(out) == {"loss", "bpr", "l2"} and torch.isfinite(out["loss"])
     out["loss"].backward()
     for name, p in model.named_parameters():
@@ -106,7 +118,7 @@ def test_sampled_config_validation():
         NGCFConfig(num_layers=3, fanouts=[10, 5])
     with pytest.raises(ValueError, match="fanouts"):
         NGCFConfig(num_layers=2, fanouts=[-2, 5])
-    assert NGCF(4, 4, NGCFConfig(num_layers=2, fanouts=[10, -1])).sampled
+    assert NGCFConfig(num_layers=2, fanouts=[10, -1]).plan().fanouts == (10, -1)
 
 
 def test_short_sampled_fit_beats_bpr_mf(make_world, fit_recall):

@@ -1,11 +1,17 @@
 """GraphSAGE / PinSage: aggregation by hand, no target-edge leakage, gradients, a short fit."""
+from dataclasses import replace
+
 import pytest
 import torch
 
+from reelgraph.data.store import InMemoryStore
 from reelgraph.graph import BipartiteGraph
 from reelgraph.models import MFConfig
-from reelgraph.models.sage import SAGE, SAGEConfig, SAGELayer, mean_weights
+from reelgraph.models.sage import SAGE, SAGEConfig, SAGELayer
 from reelgraph.samplers.batch import BPRBatch
+from reelgraph.samplers.loader import plan_batch
+
+MEAN = torch.tensor([0.5, 0.5])  # node 0's two neighbours, averaged
 
 
 # -- one aggregation step by hand -----------------------------------------------------------
@@ -25,13 +31,13 @@ def _fixed_layer(aggregator: str) -> SAGELayer:
 
 
 def test_mean_aggregation_by_hand():
-    out = _fixed_layer("mean")(H[:1], H, ROW, COL, mean_weights(ROW, 1))
+    out = _fixed_layer("mean")(H[:1], H, ROW, COL, MEAN)
     # agg = mean([0,1],[1,1]) = [0.5, 1]; W [1,0 || 0.5,1] + b = [1 + 1 + .5, 0 + 3]
     assert torch.allclose(out, torch.tensor([[2.5, 3.0]]))
 
 
 def test_maxpool_aggregation_by_hand():
-    out = _fixed_layer("maxpool")(H[:1], H, ROW, COL, mean_weights(ROW, 1))
+    out = _fixed_layer("maxpool")(H[:1], H, ROW, COL, MEAN)
     # relu(P h + c): node 1 -> relu([0, 0.5]) = [0, .5]; node 2 -> relu([1, -.5]) = [1, 0]
     # max = [1, 0.5]; W [1,0 || 1,0.5] + b = [1 + 2 + .5, 0 + 1.5]
     assert torch.allclose(out, torch.tensor([[3.5, 1.5]]))
@@ -45,44 +51,53 @@ def test_importance_weights_are_a_weighted_mean():
 
 
 # -- no leakage of target edges -------------------------------------------------------------
-def _seeds(model, batch):
-    items = torch.cat([batch.pos.unsqueeze(1), batch.neg], 1).flatten() + model.num_users
+def _seeds(num_users, batch):
+    items = torch.cat([batch.pos.unsqueeze(1), batch.neg], 1).flatten() + num_users
     return torch.unique(torch.cat([batch.users, items]))
 
 
+def _sample(store, cfg, seeds, users, pos, seed=0):
+    plan = cfg.plan()
+    return plan.subgraph(plan.context(store), seeds, users, pos,
+                         torch.Generator().manual_seed(seed))
+
+
 @pytest.mark.parametrize("aggregator", ["mean", "maxpool"])
-def test_uniform_neighbourhood_excludes_target_edges(aggregator, small_graph, small_batch):
-    graph = small_graph
-    model = SAGE(graph.num_users, graph.num_items,
-                 SAGEConfig(embedding_dim=4, aggregator=aggregator, fanouts=[-1, -1]))
-    state, batch = model.prepare(graph), small_batch
-    sub = model.sample(state, _seeds(model, batch), batch.users, batch.pos)
+def test_uniform_neighbourhood_excludes_target_edges(aggregator, small_graph, small_store,
+                                                     small_batch):
+    graph, batch = small_graph, small_batch
+    cfg = SAGEConfig(embedding_dim=4, aggregator=aggregator, fanouts=[-1, -1])
+    sub = plan_batch(small_store, cfg.plan(), batch).sub
     src, dst = sub.node[sub.row], sub.node[sub.col]
     target = set(zip(batch.users.tolist(), (batch.pos + graph.num_users).tolist()))
     pairs = set(zip(src.tolist(), dst.tolist())) | set(zip(dst.tolist(), src.tolist()))
     assert not (pairs & target)
     # everything else of the seeds' 1-hop neighbourhood is there (fan-out -1)
-    seed_deg = (state.rowptr[1:] - state.rowptr[:-1])[sub.node[: sub.num_sampled_nodes[0]]]
-    assert sub.num_sampled_edges[0] == int(seed_deg.sum()) - 2 * len(target)
+    deg = torch.cat(graph.degree())[sub.node[: sub.num_seeds]]
+    assert sub.num_sampled_edges[0] == int(deg.sum()) - 2 * len(target)
+    assert torch.equal(sub.node[: sub.num_seeds], _seeds(graph.num_users, batch))
 
 
-def test_outputs_equal_those_on_the_graph_without_the_target_edges(small_graph, small_batch):
+def test_outputs_equal_those_on_the_graph_without_the_target_edges(small_graph, small_store,
+                                                                   small_batch):
     """With full fan-outs the sampled neighbourhood is exact, so the seeds' outputs must equal
     those computed on a graph where the batch's target edges never existed."""
-    graph, cfg = small_graph, SAGEConfig(embedding_dim=4, fanouts=[-1, -1])
+    graph, cfg, batch = small_graph, SAGEConfig(embedding_dim=8, fanouts=[-1, -1]), small_batch
+    torch.manual_seed(0)
     model = SAGE(graph.num_users, graph.num_items, cfg)
-    batch = small_batch
     keys = graph.keys()
     drop = torch.isin(keys, batch.users * graph.num_items + batch.pos)
-    rest = BipartiteGraph.from_edges(keys[~drop] // graph.num_items, keys[~drop] % graph.num_items,
-                                     graph.num_users, graph.num_items)
-    seeds = _seeds(model, batch)
+    rest = InMemoryStore(BipartiteGraph.from_edges(keys[~drop] // graph.num_items,
+                                                   keys[~drop] % graph.num_items,
+                                                   graph.num_users, graph.num_items))
+    seeds, none = _seeds(graph.num_users, batch), batch.users[:0]
     with torch.no_grad():
-        out, _ = model(model.sample(model.prepare(graph), seeds, batch.users, batch.pos))
-        ref, _ = model(model.sample(model.prepare(rest), seeds, batch.users[:0], batch.pos[:0]))
-        leaky, _ = model(model.sample(model.prepare(graph), seeds, batch.users[:0], batch.pos[:0]))
+        out, _ = model(_sample(small_store, cfg, seeds, batch.users, batch.pos))
+        ref, _ = model(_sample(rest, cfg, seeds, none, none))
+        leaky, _ = model(_sample(small_store, cfg, seeds, none, none))
     assert torch.allclose(out, ref, atol=1e-6)
-    assert not torch.allclose(out, leaky, atol=1e-6)  # the check can fail
+    assert not torch.allclose(out, leaky, atol=1e-6)  # the check can fail ...
+    assert (out - out.mean(0)).abs().max() > 1e-3      # ... and rows are not all alike
 
 
 def test_importance_walks_skip_target_edges():
@@ -90,33 +105,37 @@ def test_importance_walks_skip_target_edges():
     # walks from user 0 find nobody; with it they reach user 3
     users = torch.tensor([0, 1, 1, 2, 2, 3])
     items = torch.tensor([0, 1, 2, 1, 2, 0])
-    graph = BipartiteGraph.from_edges(users, items, 4, 3)
-    model = SAGE(4, 3, SAGEConfig(embedding_dim=4, aggregator="importance", num_walks=50))
-    state = model.prepare(graph)
+    store = InMemoryStore(BipartiteGraph.from_edges(users, items, 4, 3))
+    cfg = SAGEConfig(embedding_dim=4, aggregator="importance", num_walks=50)
     batch = BPRBatch(torch.tensor([0, 1]), torch.tensor([0, 1]), torch.tensor([[2], [0]]))
-    seeds = _seeds(model, batch)
-    sub = model.sample(state, seeds, batch.users, batch.pos)
+    seeds = _seeds(4, batch)
+    sub = _sample(store, cfg, seeds, batch.users, batch.pos)
     rows = set(sub.node[sub.row].tolist())
     assert 0 not in rows  # user 0 has no neighbours
     assert {1, 5} <= rows  # user 1 reaches user 2 via item 2; item 1 (global 4 + 1) item 2
     pairs = set(zip(sub.node[sub.row].tolist(), sub.node[sub.col].tolist()))
     assert (1, 2) in pairs and (5, 6) in pairs
-    free = model.sample(state, seeds, batch.users[:0], batch.pos[:0])
+    free = _sample(store, cfg, seeds, batch.users[:0], batch.pos[:0])
     assert (0, 3) in set(zip(free.node[free.row].tolist(), free.node[free.col].tolist()))
 
 
-# -- gradients, determinism ----------------------------------------------------------------
+# -- gradients, hard negatives, determinism -------------------------------------------------
 @pytest.mark.parametrize("aggregator,loss", [("mean", "bpr"), ("maxpool", "margin"),
                                              ("importance", "bpr")])
-def test_gradient_reaches_every_parameter(aggregator, loss, small_graph, small_batch):
+def test_gradient_reaches_every_parameter(aggregator, loss, small_graph, small_store, small_batch):
     graph = small_graph
     feats = torch.randn(graph.num_items, 5, generator=torch.Generator().manual_seed(0))
-    model = SAGE(graph.num_users, graph.num_items,
-                 SAGEConfig(embedding_dim=8, aggregator=aggregator, loss=loss, margin=1.0,
-                            input="both", hard_negatives=2, hard_rank_range=(2, 10)), feats)
-    state = model.prepare(graph)
-    terms = model.loss(small_batch, state)
-    assert "emb" in state.cache  # the first step embedded every node for the hard negatives
+    cfg = SAGEConfig(embedding_dim=8, aggregator=aggregator, loss=loss, margin=1.0,
+                     input="both", hard_negatives=2, hard_rank_range=(2, 10))
+    model = SAGE(graph.num_users, graph.num_items, cfg, feats)
+    plan = cfg.plan()
+    batch = plan_batch(small_store, plan, small_batch)
+    with torch.no_grad():  # the hook: negatives mined from the model's embeddings
+        emb = model.embed(batch.static)
+    batch = plan.mine(plan.context(small_store), batch, *emb)
+    assert batch.hard.shape == (len(small_batch), 2)
+    assert not torch.isin(batch.users * graph.num_items + batch.hard[:, 0], graph.keys()).any()
+    terms = model.loss(batch)
     assert set(terms) == {"loss", loss, "l2"} and torch.isfinite(terms["loss"])
     terms["loss"].backward()
     for name, p in model.named_parameters():
@@ -124,18 +143,18 @@ def test_gradient_reaches_every_parameter(aggregator, loss, small_graph, small_b
 
 
 @pytest.mark.parametrize("aggregator", ["mean", "importance"])
-def test_embed_is_deterministic_and_chunk_independent(aggregator, small_graph):
+def test_embed_is_deterministic_and_chunk_independent(aggregator, small_graph, small_store):
     graph = small_graph
     cfg = SAGEConfig(embedding_dim=8, aggregator=aggregator, chunk_size=7, inference_fanout=-1)
     model = SAGE(graph.num_users, graph.num_items, cfg)
-    state = model.prepare(graph)
-    a, b = model.embed(state), model.embed(state)
-    assert a[0].shape == (graph.num_users, 8) and a[1].shape == (graph.num_items, 8)
-    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
-    if aggregator == "mean":  # full neighbourhoods: chunking changes nothing
-        cfg.chunk_size = 4096
-        c = model.embed(state)
-        assert torch.allclose(a[1], c[1], atol=1e-6)
+    static = cfg.plan().static(small_store, torch.device("cpu"))
+    with torch.no_grad():
+        a, b = model.embed(static), model.embed(static)
+        assert a[0].shape == (graph.num_users, 8) and a[1].shape == (graph.num_items, 8)
+        assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+        model.config = replace(cfg, chunk_size=4096)
+        c = model.embed(static)  # the neighbourhoods are the plan's: chunking changes nothing
+    assert torch.allclose(a[1], c[1], atol=1e-6)
 
 
 def test_config_rejects_bad_values():
@@ -143,6 +162,8 @@ def test_config_rejects_bad_values():
         SAGEConfig(aggregator="lstm")
     with pytest.raises(ValueError, match="fanouts"):
         SAGEConfig(num_layers=3, fanouts=[10, 5])
+    with pytest.raises(ValueError, match="sampled neighbourhoods"):
+        SAGEConfig(fanouts=None)
 
 
 # -- a short fit ----------------------------------------------------------------------------

@@ -1,16 +1,19 @@
 """SimGCL: InfoNCE and the noisy layers by hand, gradients, a short fit against BPR-MF; the same
 for the sampled mini-batch mode (exact with fan-outs -1 and eps = 0)."""
 import math
+from dataclasses import replace
 
 import pytest
 import torch
 
+from reelgraph.data.store import InMemoryStore
 from reelgraph.data.synthetic import WorldConfig
-from reelgraph.graph import BipartiteGraph
+from reelgraph.graph import BipartiteGraph, FullGraph, sym_norm_rows
 from reelgraph.models import MFConfig
-from reelgraph.models.lightgcn import propagate, sym_norm_adjacency
-from reelgraph.models.simgcl import SimGCL, SimGCLConfig, info_nce, perturbed_propagate
+from reelgraph.models.simgcl import SimGCL, SimGCLConfig, info_nce
 from reelgraph.samplers.batch import BPRBatch
+from reelgraph.samplers.loader import plan_batch
+from reelgraph.samplers.plans.gcn import sample_subgraph, symmetric_graph
 
 GRAPH = BipartiteGraph.from_edges(torch.tensor([0, 0, 1]), torch.tensor([0, 1, 1]), 2, 2)
 
@@ -30,31 +33,43 @@ def test_info_nce_on_known_vectors():
     assert info_nce(a, a, tau) < info_nce(a, b, tau)  # identical views are the easiest
 
 
+ADJ = sym_norm_rows(*GRAPH.symmetric())  # D^-1/2 A D^-1/2
+
+
+def _model(num_layers, graph=GRAPH, **kw) -> SimGCL:
+    torch.manual_seed(0)
+    return SimGCL(graph.num_users, graph.num_items,
+                  SimGCLConfig(embedding_dim=3, num_layers=num_layers, **kw))
+
+
 def test_clean_view_is_lightgcn_without_layer_zero():
-    x = torch.randn(4, 3)
-    adj = sym_norm_adjacency(GRAPH)
-    lightgcn = propagate(adj, x, 2)  # (x + Ax + A^2 x) / 3
-    assert torch.allclose(perturbed_propagate(adj, x, 2, eps=0.0), (3 * lightgcn - x) / 2, atol=1e-6)
-    assert torch.allclose(perturbed_propagate(adj, x, 2, eps=0.0, ego_layer=True), lightgcn,
-                          atol=1e-6)
+    x = _model(2).embedding.weight.detach()
+    lightgcn = (x + ADJ @ x + ADJ @ (ADJ @ x)) / 3
+    with torch.no_grad():
+        view = _model(2)(FullGraph(4, adj=ADJ))[0]
+        ego = _model(2, ego_layer=True)(FullGraph(4, adj=ADJ))[0]
+    assert torch.allclose(view, (3 * lightgcn - x) / 2, atol=1e-6)
+    assert torch.allclose(ego, lightgcn, atol=1e-6)
 
 
 def test_noise_has_length_eps_and_the_embedding_sign():
-    torch.manual_seed(0)
-    x = torch.randn(4, 3)
-    adj = sym_norm_adjacency(GRAPH)
-    clean = adj @ x
-    noise = perturbed_propagate(adj, x, 1, eps=0.1) - clean  # [4, 3]
+    model = _model(1)
+    x = model.embedding.weight.detach()
+    clean = ADJ @ x
+    with torch.no_grad():
+        noisy = model(FullGraph(4, adj=ADJ), 0.1)[0]
+        again = model(FullGraph(4, adj=ADJ), 0.1)[0]
+    noise = noisy - clean  # [4, 3]
     assert torch.allclose(noise.norm(dim=-1), torch.full((4,), 0.1), atol=1e-6)
     assert torch.all(noise * clean >= 0)
-    assert not torch.equal(perturbed_propagate(adj, x, 1, 0.1), perturbed_propagate(adj, x, 1, 0.1))
+    assert not torch.equal(noisy, again)
 
 
 def test_every_parameter_gets_gradient():
     torch.manual_seed(0)
     model = SimGCL(2, 2, SimGCLConfig(embedding_dim=8, num_layers=2))
     batch = BPRBatch(torch.tensor([0, 1]), torch.tensor([0, 1]), torch.tensor([[1], [0]]))
-    out = model.loss(batch, model.prepare(GRAPH))
+    out = model.loss(plan_batch(InMemoryStore(GRAPH), model.config.plan(), batch))
     assert set(out) == {"loss", "bpr", "cl", "l2"} and out["cl"] > 0
     out["loss"].backward()
     for name, p in model.named_parameters():
@@ -76,33 +91,39 @@ SEEDS = torch.tensor([0, 3, 7, 29, 30, 41, 55, 69])  # small_graph: users 0..29,
 
 @pytest.mark.parametrize("ego_layer", [False, True])
 @pytest.mark.parametrize("fanouts", [[-1], [-1, -1], [-1, -1, -1]])
-def test_full_fanouts_give_the_full_graph_clean_view(fanouts, ego_layer, small_graph, gcn_pair):
-    model, full = gcn_pair(SimGCL, SimGCLConfig, fanouts, ego_layer=ego_layer)
-    state = model.prepare(small_graph)
+def test_full_fanouts_give_the_full_graph_clean_view(fanouts, ego_layer, small_graph, small_store):
+    torch.manual_seed(0)
+    model = SimGCL(small_graph.num_users, small_graph.num_items,
+                   SimGCLConfig(embedding_dim=8, num_layers=len(fanouts), ego_layer=ego_layer))
     with torch.no_grad():
-        out, h0 = model(model.sample(state, SEEDS))  # eps = 0: the clean view
-        ref = torch.cat(full.embed(full.prepare(small_graph)))
-    assert torch.allclose(out, ref[SEEDS], atol=1e-6)
+        out, h0 = model(sample_subgraph(symmetric_graph(small_store), SEEDS, tuple(fanouts)))
+        ref = torch.cat(model.embed(model.config.plan().static(small_store, torch.device("cpu"))))
+    assert torch.allclose(out, ref[SEEDS], atol=1e-6)  # eps = 0: the clean view
     assert torch.equal(h0, model.embedding.weight[SEEDS])
-    model.config.chunk_size = 7  # embed() is the full-graph clean view, chunked
-    assert torch.allclose(torch.cat(model.embed(state)), ref, atol=1e-6)
-    with pytest.raises(ValueError, match="clean"):
-        model.embed(state, eps=0.1)
+    chunked = replace(model.config, fanouts=fanouts, chunk_size=7).plan()  # embed: full, chunked
+    with torch.no_grad():
+        got = torch.cat(model.embed(chunked.static(small_store, torch.device("cpu"))))
+    assert torch.allclose(got, ref, atol=1e-6)
 
 
-def test_full_fanouts_and_no_noise_give_the_full_graph_loss(small_graph, small_batch, gcn_pair):
-    """eps = 0 makes both modes deterministic: BPR, L2 and the InfoNCE over the batch's unique
+def test_full_fanouts_and_no_noise_give_the_full_graph_loss(small_graph, small_store, small_batch):
+    """eps = 0 makes both plans deterministic: BPR, L2 and the InfoNCE over the batch's unique
     users and positives must agree."""
-    model, full = gcn_pair(SimGCL, SimGCLConfig, [-1, -1], eps=0.0)
-    got = model.loss(small_batch, model.prepare(small_graph))
-    ref = full.loss(small_batch, full.prepare(small_graph))
+    torch.manual_seed(0)
+    cfg = SimGCLConfig(embedding_dim=8, num_layers=2, eps=0.0)
+    model = SimGCL(small_graph.num_users, small_graph.num_items, cfg)
+    got = model.loss(plan_batch(small_store, replace(cfg, fanouts=[-1, -1]).plan(), small_batch))
+    ref = model.loss(plan_batch(small_store, cfg.plan(), small_batch))
     for key in ("loss", "bpr", "cl", "l2"):
         assert torch.allclose(got[key], ref[key], atol=1e-5), key
 
 
-def test_sampled_noise_has_length_eps_and_the_embedding_sign(small_graph, gcn_pair):
-    model, _ = gcn_pair(SimGCL, SimGCLConfig, [3])
-    sub = model.sample(model.prepare(small_graph), SEEDS)
+def test_sampled_noise_has_length_eps_and_the_embedding_sign(small_graph, small_store):
+    torch.manual_seed(0)
+    model = SimGCL(small_graph.num_users, small_graph.num_items,
+                   SimGCLConfig(embedding_dim=8, num_layers=1))
+    sub = sample_subgraph(symmetric_graph(small_store), SEEDS, (3,),
+                          generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         clean, noisy = model(sub)[0], model(sub, 0.1)[0]  # one layer: the view is layer 1
     noise = noisy - clean
@@ -110,11 +131,11 @@ def test_sampled_noise_has_length_eps_and_the_embedding_sign(small_graph, gcn_pa
     assert torch.all(noise * clean >= 0)
 
 
-def test_sampled_gradient_reaches_every_parameter(small_graph, small_batch):
+def test_sampled_gradient_reaches_every_parameter(small_graph, small_store, small_batch):
     torch.manual_seed(0)
-    model = SimGCL(small_graph.num_users, small_graph.num_items,
-                   SimGCLConfig(embedding_dim=8, num_layers=2, fanouts=[3, 2]))
-    out = model.loss(small_batch, model.prepare(small_graph))
+    cfg = SimGCLConfig(embedding_dim=8, num_layers=2, fanouts=[3, 2])
+    model = SimGCL(small_graph.num_users, small_graph.num_items, cfg)
+    out = model.loss(plan_batch(small_store, cfg.plan(), small_batch))
     assert set(out) == {"loss", "bpr", "cl", "l2"} and out["cl"] > 0
     out["loss"].backward()
     for name, p in model.named_parameters():
@@ -130,7 +151,8 @@ def test_sampled_config_validation():
         SimGCLConfig(num_layers=2, fanouts=[10])
     with pytest.raises(ValueError, match="fanouts"):
         SimGCLConfig(num_layers=2, fanouts=[10, 0])
-    assert SimGCL(4, 4, SimGCLConfig(num_layers=2, fanouts=[10, 5])).sampled
+    with pytest.raises(ValueError, match="num_layers=0"):
+        SimGCLConfig(num_layers=0)
 
 
 def test_short_sampled_fit_beats_bpr_mf(make_world, fit_recall):
@@ -138,7 +160,7 @@ def test_short_sampled_fit_beats_bpr_mf(make_world, fit_recall):
     # (seeds 1-3: sampled / MF 1.32-1.41, sampled / full 0.98-1.06); tau = 0.5 as above
     planted_world = make_world(WORLD)
     cfg = SimGCLConfig(embedding_dim=32, num_layers=2, tau=0.5)
-    sampled = fit_recall(planted_world, SimGCLConfig(**{**vars(cfg), "fanouts": [10, 5]}))
+    sampled = fit_recall(planted_world, replace(cfg, fanouts=[10, 5]))
     full = fit_recall(planted_world, cfg)
     mf = fit_recall(planted_world, MFConfig(embedding_dim=32))
     assert sampled > 1.25 * mf and sampled > 0.9 * full, (sampled, full, mf)

@@ -3,9 +3,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from reelgraph.graph import BipartiteGraph
+from reelgraph.graph import BipartiteGraph, transpose_csr
 from reelgraph.samplers.metapath import metapath_walks
-from reelgraph.samplers.pinsage import transpose_csr
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 

@@ -3,10 +3,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from reelgraph.graph import BipartiteGraph, csr_rows, edge_keys
+from reelgraph.graph import BipartiteGraph, csr_rows, edge_keys, transpose_csr
 from reelgraph.samplers.pinsage import (pinsage_neighbors, random_walk_visits,
-                                        shared_neighbor_counts, tightness_neighbors,
-                                        transpose_csr)
+                                        shared_neighbor_counts, tightness_neighbors)
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 

@@ -1,0 +1,94 @@
+"""Sparse operators over CSR graphs: normalised adjacencies, symmetric and pooling products,
+weighted row sums. CPU (MKL, int32 indices) and CUDA alike."""
+from __future__ import annotations
+
+import warnings
+
+import torch
+from torch import Tensor
+
+from reelgraph.graph.csr import csr_rows, to_csr
+
+
+def csr_tensor(rowptr: Tensor, col: Tensor, values: Tensor, shape: tuple[int, int],
+               index_dtype: torch.dtype = torch.int32) -> Tensor:
+    """A sparse CSR tensor; int32 indices take the fast MKL kernel on CPU."""
+    with warnings.catch_warnings():  # "sparse CSR support is in beta"
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(rowptr.to(index_dtype), col.to(index_dtype), values, shape)
+
+
+def sym_norm_rows(rowptr: Tensor, col: Tensor, deg: Tensor, start: int = 0,
+                  stop: int | None = None, index_dtype: torch.dtype = torch.int32) -> Tensor:
+    """Rows ``start..stop-1`` of ``D^-1/2 A D^-1/2`` as a sparse CSR ``[stop - start, N]`` from a
+    symmetric CSR ``(rowptr [N + 1], col)`` and the normalising degrees ``deg [N]`` (the node
+    degrees; ``deg + 1`` gives the edges of ``D~^-1/2 (A + I) D~^-1/2``, the self-loop term left to
+    the caller). Isolated nodes get zero rows."""
+    N = rowptr.numel() - 1
+    stop = N if stop is None else stop
+    ptr = rowptr[start: stop + 1] - rowptr[start]
+    c = col[rowptr[start]: rowptr[stop]].long()
+    w = (deg[csr_rows(ptr) + start].float() * deg[c].float()).rsqrt()  # [nnz]
+    return csr_tensor(ptr, c, w, (stop - start, N), index_dtype)
+
+
+class _SymmetricSpMM(torch.autograd.Function):
+    """``adj @ x`` whose backward reuses ``adj`` (it is symmetric), never transposing a CSR."""
+
+    @staticmethod
+    def forward(ctx, adj: Tensor, x: Tensor) -> Tensor:
+        ctx.adj = adj
+        return adj @ x
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        return None, ctx.adj @ grad
+
+
+def sym_spmm(adj: Tensor, x: Tensor) -> Tensor:
+    """``adj @ x`` for a symmetric sparse ``adj``, differentiable in ``x``."""
+    return _SymmetricSpMM.apply(adj, x)
+
+
+@torch.no_grad()
+def chunked_spmm(rowptr: Tensor, col: Tensor, deg: Tensor, h: Tensor, chunk_size: int) -> Tensor:
+    """``D^-1/2 A D^-1/2 h`` without gradients, building ``chunk_size`` rows of the normalised
+    adjacency at a time (:func:`sym_norm_rows`); ``h [N, d]`` → ``[N, d]``."""
+    N = h.size(0)
+    return torch.cat([sym_norm_rows(rowptr, col, deg, s, min(s + chunk_size, N)) @ h
+                      for s in range(0, N, chunk_size)])
+
+
+class _PoolMM(torch.autograd.Function):
+    """``M @ x`` whose backward is ``M^T @ grad`` with a prebuilt ``M^T`` (no CSR transpose)."""
+
+    @staticmethod
+    def forward(ctx, m: Tensor, m_t: Tensor, x: Tensor) -> Tensor:
+        ctx.m_t = m_t
+        return m @ x
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        return None, None, ctx.m_t @ grad
+
+
+def mean_pool_matrix(row: Tensor, col: Tensor, num_rows: int, num_cols: int
+                     ) -> tuple[Tensor, Tensor]:
+    """``(M, M^T)`` sparse CSRs with ``(M x)[r]`` the mean of ``x[c]`` over edges ``(r, c)``
+    (empty rows give 0), for :func:`pool`."""
+    w = 1.0 / torch.bincount(row, minlength=num_rows).clamp(min=1).float()[row]  # [E]
+    rowptr, c, perm = to_csr(row, col, num_rows)
+    rowptr_t, r, perm_t = to_csr(col, row, num_cols)
+    return (csr_tensor(rowptr, c, w[perm], (num_rows, num_cols)),
+            csr_tensor(rowptr_t, r, w[perm_t], (num_cols, num_rows)))
+
+
+def pool(mats: tuple[Tensor, Tensor], x: Tensor) -> Tensor:
+    """``M @ x`` for ``mats = (M, M^T)`` of :func:`mean_pool_matrix`, differentiable in ``x``."""
+    return _PoolMM.apply(mats[0], mats[1], x)
+
+
+def weighted_sum(index: Tensor, weight: Tensor, x: Tensor, num_rows: int) -> Tensor:
+    """``out[r] = sum_{index[m] = r} weight[m] x[m]``; ``x [M, d]`` → ``[num_rows, d]`` (rows
+    without entries are zeros)."""
+    return x.new_zeros(num_rows, x.size(1)).index_add(0, index, weight.unsqueeze(1) * x)

@@ -1,0 +1,147 @@
+"""Training batches through a ``torch.utils.data.DataLoader``, plain PyTorch.
+
+- :class:`EdgeBatchSampler` (main process) shuffles the train edges once per epoch, gives rank
+  ``r`` of ``W`` every ``W``-th one, and yields each batch's edge ids with the batch's seed, drawn
+  from ``(seed, epoch, rank, batch index)``.
+- :class:`TrainBatches` (the dataset, run in the loader's worker processes) opens the store
+  memory-mapped in each process (a store is pickled as its path; no graph ever is), draws the
+  batch's negatives and runs the model's :class:`~reelgraph.samplers.plans.base.Plan` with one
+  ``torch.Generator`` seeded by the batch's seed.
+
+So a batch depends only on ``(seed, epoch, rank, batch index)``: identical for any
+``num_workers``, and for a run resumed at an epoch boundary.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from reelgraph.samplers.batch import BPRBatch, mixed_seed
+from reelgraph.samplers.negative import uniform_negatives
+from reelgraph.samplers.plans.base import Plan
+
+
+def batch_seed(seed: int, epoch: int, rank: int, batch: int) -> int:
+    """The seed of one batch's generator."""
+    return mixed_seed(seed, epoch, 1, rank, batch)
+
+
+@dataclass(frozen=True)
+class BatchIndex:
+    """What a worker needs to make one batch: its train-edge ids (CSR slots, ``[B]``) and seed."""
+
+    epoch: int
+    batch: int
+    seed: int
+    edges: np.ndarray
+
+
+class EdgeBatchSampler(DistributedSampler):
+    """Shuffled train edges in batches, sharded by rank; one epoch per ``iter``.
+
+    A ``DistributedSampler`` so that Lightning, which recognises one, leaves it in place and only
+    calls :meth:`set_epoch`. The edge order of an epoch comes from ``(seed, epoch)`` alone, so
+    every rank shares it and takes every ``world_size``-th edge: no two ranks train the same
+    positives.
+    """
+
+    def __init__(self, num_edges: int, batch_size: int, seed: int = 0, rank: int = 0,
+                 world_size: int = 1):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1 (got {batch_size})")
+        if seed < 0:
+            raise ValueError(f"seed must be >= 0 (got {seed})")
+        self.num_edges, self.batch_size = num_edges, batch_size
+        self.seed, self.rank, self.num_replicas, self.epoch = seed, rank, world_size, 0
+        self.shuffle, self.drop_last = True, False
+
+    def __len__(self) -> int:
+        n = -(-self.num_edges // self.num_replicas)
+        return -(-n // self.batch_size)
+
+    def __iter__(self) -> Iterator[BatchIndex]:
+        gen = torch.Generator().manual_seed(mixed_seed(self.seed, self.epoch, 0))
+        perm = torch.randperm(self.num_edges, generator=gen)[self.rank::self.num_replicas].numpy()
+        for b, start in enumerate(range(0, perm.size, self.batch_size)):
+            yield BatchIndex(self.epoch, b, batch_seed(self.seed, self.epoch, self.rank, b),
+                             perm[start: start + self.batch_size])
+
+
+class TrainBatches(Dataset):
+    """Makes the batch of a :class:`BatchIndex`: BPR triples of its edges (uniform negatives,
+    never a train positive), then ``plan.sample``; one generator per batch.
+
+    Args:
+        store: a :class:`~reelgraph.data.store.GraphStore` (pickled to workers as its path; each
+            process memory-maps it) or an in-memory store.
+        plan: the model's sampling plan.
+        num_negatives: uniform negatives per positive.
+    """
+
+    def __init__(self, store, plan: Plan, num_negatives: int):
+        if num_negatives < 1:
+            raise ValueError(f"num_negatives must be >= 1 (got {num_negatives})")
+        self.store, self.plan, self.num_negatives = store, plan, num_negatives
+        self._open = None
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_open": None}  # each process opens (memory-maps) its own
+
+    def _opened(self):
+        if self._open is None:
+            self._open = self.store.graph("train"), self.plan.context(self.store)
+        return self._open
+
+    def __getitem__(self, index: BatchIndex) -> BPRBatch:
+        graph, ctx = self._opened()
+        gen = torch.Generator().manual_seed(index.seed)
+        edges = torch.from_numpy(index.edges)
+        users, pos = graph.edge_users(edges), graph.col[edges].long()
+        neg = uniform_negatives(users, (graph.rowptr, graph.col), graph.num_items,
+                                self.num_negatives, generator=gen)
+        return self.plan.sample(ctx, BPRBatch(users, pos, neg, seed=index.seed), gen)
+
+
+def plan_batch(store, plan: Plan, triples: BPRBatch, seed: int = 0,
+               device: torch.device | str = "cpu") -> BPRBatch:
+    """The batch ``plan`` makes of given ``triples`` (its generator seeded by ``seed``), on
+    ``device`` and bound to the plan's static state there: what a model's ``loss`` gets while
+    training. For tests and debugging (training batches come from :func:`train_loader`)."""
+    batch = plan.sample(plan.context(store), replace(triples, seed=seed),
+                        torch.Generator().manual_seed(seed))
+    return batch.to(device).bind(plan.static(store, torch.device(device)))
+
+
+def _batch(batch):
+    return batch  # batches are made whole by the dataset
+
+
+def train_loader(store, plan: Plan, batch_size: int, num_negatives: int, *, seed: int = 0,
+                 rank: int = 0, world_size: int = 1, num_workers: int = 0,
+                 persistent_workers: bool = True, pin_memory: bool = False,
+                 prefetch_factor: int | None = None) -> DataLoader:
+    """A ``DataLoader`` of training batches of ``plan`` (see the module doc). Call
+    ``loader.sampler.set_epoch(e)`` before each epoch (Lightning does)."""
+    sampler = EdgeBatchSampler(store.meta["splits"]["train"], batch_size, seed, rank, world_size)
+    workers = dict(persistent_workers=persistent_workers, prefetch_factor=prefetch_factor or 2) \
+        if num_workers > 0 else {}
+    return DataLoader(TrainBatches(store, plan, num_negatives), sampler=sampler, batch_size=None,
+                      collate_fn=_batch, num_workers=num_workers, pin_memory=pin_memory, **workers)
+
+
+class UserBatches:
+    """Batches of ``batch_size`` user indices (the users an evaluation ranks items for)."""
+
+    def __init__(self, users: Tensor, batch_size: int):
+        self.users, self.batch_size = users, batch_size
+
+    def __len__(self) -> int:
+        return -(-self.users.numel() // self.batch_size)
+
+    def __iter__(self) -> Iterator[Tensor]:
+        return iter(self.users.split(self.batch_size))

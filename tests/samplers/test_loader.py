@@ -1,0 +1,86 @@
+"""The training DataLoader: batches depend only on (seed, epoch, rank, batch), never on the
+number of worker processes; workers memory-map the store; negatives are never positives."""
+import pickle
+
+import pytest
+import torch
+
+from reelgraph.data.split import SplitConfig
+from reelgraph.data.store import GraphStore
+from reelgraph.graph import Subgraph
+from reelgraph.models import LightGCNConfig, SAGEConfig
+from reelgraph.samplers.batch import BPRBatch, GraphBatch
+from reelgraph.samplers.loader import EdgeBatchSampler, TrainBatches, train_loader
+from reelgraph.samplers.plans.base import Plan
+
+
+@pytest.fixture(scope="module")
+def store(world, tmp_path_factory):
+    return GraphStore.build(world, str(tmp_path_factory.mktemp("store")), SplitConfig("ratio"))
+
+
+def _tensors(x) -> list[torch.Tensor]:
+    """Every tensor of a batch, in field order (subgraphs included)."""
+    if isinstance(x, torch.Tensor):
+        return [x]
+    if isinstance(x, (BPRBatch, Subgraph)):
+        return [t for f in x.__dataclass_fields__ if f != "static" for t in _tensors(getattr(x, f))]
+    return []
+
+
+def _epochs(store, plan, num_workers: int, epochs=(0, 1)) -> list[list[torch.Tensor]]:
+    loader = train_loader(store, plan, 256, 3, seed=5, num_workers=num_workers)
+    out = []
+    for epoch in epochs:
+        loader.sampler.set_epoch(epoch)
+        out += [_tensors(b) for b in loader]
+    return out
+
+
+@pytest.mark.parametrize("config", [LightGCNConfig(num_layers=2, fanouts=[5, 3],
+                                                   exclude_targets=True),
+                                    SAGEConfig(aggregator="importance", num_walks=4),
+                                    LightGCNConfig()])
+def test_batches_are_identical_for_any_num_workers(store, config):
+    plan = config.plan()
+    inline, workers = _epochs(store, plan, 0), _epochs(store, plan, 2)
+    assert len(inline) == len(workers) == 2 * -(-store.meta["splits"]["train"] // 256)
+    for a, b in zip(inline, workers):
+        assert len(a) == len(b) and all(torch.equal(x, y) for x, y in zip(a, b))
+    assert not torch.equal(inline[0][0], inline[len(inline) // 2][0])  # epochs reshuffle
+
+
+def test_negatives_avoid_train_positives_and_batches_cover_the_epoch(store):
+    g = store.graph("train")
+    batches = list(train_loader(store, Plan(), 300, 4, seed=1))
+    users = torch.cat([b.users for b in batches])
+    pos = torch.cat([b.pos for b in batches])
+    neg = torch.cat([b.neg for b in batches])
+    keys = g.keys()
+    assert torch.equal(torch.sort(users * g.num_items + pos).values, keys)  # every edge once
+    assert not torch.isin(users.unsqueeze(1) * g.num_items + neg, keys).any()
+
+
+def test_a_store_travels_to_workers_as_its_path(store):
+    dataset = TrainBatches(store, LightGCNConfig(num_layers=2, fanouts=[5, 3]).plan(), 2)
+    dataset[next(iter(EdgeBatchSampler(store.meta["splits"]["train"], 64)))]  # opens the store
+    assert dataset._open is not None
+    blob = pickle.dumps(dataset)
+    assert len(blob) < 4096  # no array of the graph is pickled
+    again = pickle.loads(blob)
+    assert again._open is None and again.store.root == store.root
+
+
+def test_bad_loader_settings_fail_clearly(store):
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        train_loader(store, Plan(), 0, 1)
+    with pytest.raises(ValueError, match="num_negatives must be >= 1"):
+        train_loader(store, Plan(), 16, 0)
+
+
+def test_full_graph_plan_batches_index_global_nodes(store):
+    batch = next(iter(train_loader(store, LightGCNConfig().plan(), 32, 2)))
+    assert isinstance(batch, GraphBatch) and batch.sub is None
+    users, items = batch.rows()
+    assert torch.equal(users, batch.users)
+    assert torch.equal(items[:, 0], batch.pos + store.num_users)
