@@ -165,8 +165,9 @@ class RecModule(pl.LightningModule):
                               int(total[-1].item()))
         metrics = {f"{prefix}/{k}": v for k, v in total.means().items()}
         metrics[f"{prefix}/num_users"] = float(total.num_users)
-        if "auc_users" in total.sums:
-            metrics[f"{prefix}/auc_users"] = float(total.sums["auc_users"])
+        if "auc_users" in total.sums:  # the share of users AUC is defined for (a negative exists)
+            n = float(total.num_users)
+            metrics[f"{prefix}/auc_users"] = float(total.sums["auc_users"]) / n if n else float("nan")
         self.log_dict(metrics, prog_bar=False, sync_dist=False)
         self._emb = None
         return metrics

@@ -1,5 +1,10 @@
-"""Fixtures shared across the test packages: tiny graphs and stores, planted synthetic worlds and a
-short fit."""
+"""Fixtures shared across the test packages: tiny graphs and stores, planted synthetic worlds, a
+short fit and the quality-ratio check.
+
+A quality test asserts a ratio from one short fit (``x / mf > bound``). Its bound is set below the
+worst of several seeds, measured by ``benchmarks/quality_bounds.py``, which reruns these tests
+with ``--fit-seed k --fit-record FILE`` and tabulates every ratio per seed."""
+import json
 from dataclasses import replace
 
 import pytest
@@ -13,6 +18,36 @@ from reelgraph.lightning_modules.datamodule import RecDataModule
 from reelgraph.lightning_modules.module import RecModule
 from reelgraph.models import ModelConfig
 from reelgraph.samplers.batch import BPRBatch
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("reelgraph quality tests")
+    group.addoption("--fit-seed", type=int, default=0,
+                    help="seed of the short fits in the quality tests (default 0)")
+    group.addoption("--fit-record", default=None, metavar="FILE",
+                    help="append every quality ratio, its bound and the seed to FILE as JSON lines")
+
+
+@pytest.fixture
+def fit_seed(request) -> int:
+    """The seed of a quality test's fits: model init and batch order (``--fit-seed``)."""
+    return request.config.getoption("--fit-seed")
+
+
+@pytest.fixture
+def above(request, fit_seed):
+    """``above(name, ratio, bound)`` asserts ``ratio > bound``; with ``--fit-record FILE`` it first
+    appends ``{test, name, ratio, bound, seed}`` to FILE, so a seed sweep sees every ratio."""
+    record = request.config.getoption("--fit-record")
+
+    def check(name: str, ratio: float, bound: float) -> None:
+        if record:
+            with open(record, "a") as f:
+                f.write(json.dumps(dict(test=request.node.nodeid, name=name, ratio=ratio,
+                                        bound=bound, seed=fit_seed)) + "\n")
+        assert ratio > bound, f"{name} = {ratio:.4f}, needs > {bound} (seed {fit_seed})"
+
+    return check
 
 
 @pytest.fixture
@@ -72,16 +107,18 @@ def feature_world(make_world):
 
 
 @pytest.fixture
-def fit_recall(tmp_path):
-    """``fit_recall(world, config, epochs=15) -> test Recall@20`` from seed 0, one loop for all."""
+def fit_recall(tmp_path, fit_seed):
+    """``fit_recall(world, config, epochs=15) -> test Recall@20`` from ``--fit-seed`` (default 0),
+    one loop for all. The world and its split stay fixed; the seed draws the model's initial
+    weights and the batches."""
 
     def fit(world: str, config: ModelConfig, epochs: int = 15) -> float:
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # small sparse products: extra threads only contend
         try:
-            pl.seed_everything(0, verbose=False)
+            pl.seed_everything(fit_seed, verbose=False)
             dm = RecDataModule(data=world, cache_dir=str(tmp_path / "cache"), batch_size=512,
-                               num_negatives=4)
+                               num_negatives=4, seed=fit_seed)
             module = RecModule(config, lr=1e-2, ks=(20,), auc=False)
             trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", logger=False,
                                  enable_progress_bar=False, enable_model_summary=False,

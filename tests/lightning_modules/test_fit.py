@@ -24,15 +24,18 @@ def _trainer(tmp_path, epochs, **kw):
 
 
 @pytest.mark.parametrize("config", [LightGCNConfig(embedding_dim=32), MFConfig(embedding_dim=32)])
-def test_training_beats_most_popular(world, tmp_path, config):
-    pl.seed_everything(0)
-    dm = _dm(world, tmp_path)
+def test_training_beats_most_popular(world, tmp_path, config, fit_seed, above):
+    # seeds 0-5 (benchmarks/quality_bounds.py): LightGCN / most-popular 2.835-2.962, BPR-MF /
+    # most-popular 1.722-2.041
+    pl.seed_everything(fit_seed)
+    dm = _dm(world, tmp_path, seed=fit_seed)
     module = RecModule(config, lr=1e-2, ks=(20,))
     trainer = _trainer(tmp_path, 15, enable_checkpointing=False)
     trainer.fit(module, datamodule=dm)
     test = trainer.test(module, datamodule=dm, verbose=False)[0]
     pop = popularity_baseline(dm, (20,))
-    assert test["test/recall@20"] > 1.3 * pop["test/recall@20"], (test, pop)
+    above(f"{type(config).__name__}/most-popular", test["test/recall@20"] / pop["test/recall@20"],
+          1.5)
     # the logged metric equals a direct evaluation of the same embeddings
     with torch.no_grad():
         u, i = module.model.embed(dm.static("cpu"))
@@ -128,6 +131,6 @@ def test_auc_is_averaged_over_the_users_it_is_defined_for(tmp_path):
     got = trainer.test(module, datamodule=dm, verbose=False)[0]
     with torch.no_grad():
         want = evaluate(*module.model.embed(None), dm.history, dm.test_graph, ks=(2,))
-    assert got["test/num_users"] == 4 and got["test/auc_users"] == 3
+    assert got["test/num_users"] == 4 and got["test/auc_users"] == 0.75  # 3 of 4
     assert float(want.sums["auc"]) > 0
     assert got["test/auc"] == pytest.approx(want.means()["auc"], rel=1e-6)

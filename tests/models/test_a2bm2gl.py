@@ -204,11 +204,12 @@ def test_whole_graph_boundaries_are_exact_whatever_the_sampled_settings():
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_short_fit_beats_bpr_mf(feature_world, fit_recall):
-    """A planted world with a strong visual signal; both models trained the same way."""
+def test_short_fit_beats_bpr_mf(feature_world, fit_recall, above):
+    """A planted world with a strong visual signal; both models trained the same way. Seeds 0-5
+    (benchmarks/quality_bounds.py): A2BM2GL / MF 1.192-1.349 (median 1.274)."""
     a2bm2gl = fit_recall(feature_world, A2BM2GLConfig(embedding_dim=32))
     mf = fit_recall(feature_world, MFConfig(embedding_dim=32))
-    assert a2bm2gl > 1.15 * mf, (a2bm2gl, mf)
+    above("a2bm2gl/mf", a2bm2gl / mf, 1.1)
 
 
 # -- sampled mini-batches ----------------------------------------------------------------------
@@ -399,10 +400,10 @@ def test_config_validation():
     assert plan.modalities == () and not plan.boundaries and plan.fanouts == (1, 2, 3)
 
 
-def test_short_sampled_fit_beats_bpr_mf(feature_world, fit_recall):
-    # measured before the port (seed 0, 15 epochs): MF 0.189, full-graph A2BM2GL 0.231, sampled
-    # (fanouts [10, 5, 5], boundary_fanout 8, boundary_items 128) 0.243
+def test_short_sampled_fit_beats_bpr_mf(feature_world, fit_recall, above):
+    # seeds 0-5 (benchmarks/quality_bounds.py): sampled (fanouts [10, 5, 5], boundary_fanout 8,
+    # boundary_items 128) / MF 1.204-1.423 (median 1.318)
     sampled = fit_recall(feature_world, A2BM2GLConfig(embedding_dim=32, fanouts=[10, 5, 5],
                                                       boundary_fanout=8, boundary_items=128))
     mf = fit_recall(feature_world, MFConfig(embedding_dim=32))
-    assert sampled > 1.15 * mf, (sampled, mf)
+    above("sampled/mf", sampled / mf, 1.15)

@@ -191,8 +191,11 @@ def test_config_validation():
             LightGCNConfig(**bad)
 
 
-def test_short_sampled_fit_beats_bpr_mf(world, fit_recall):
+def test_short_sampled_fit_beats_bpr_mf(world, fit_recall, above):
+    # seeds 0-5 (benchmarks/quality_bounds.py): sampled [10, 5] / MF 1.335-1.593 (median 1.458),
+    # sampled / full-graph 0.952-1.076 (median 0.977); exactness (fan-outs -1) is tested above
     sampled = fit_recall(world, LightGCNConfig(embedding_dim=32, num_layers=2, fanouts=[10, 5]))
     full = fit_recall(world, LightGCNConfig(embedding_dim=32, num_layers=2))
     mf = fit_recall(world, MFConfig(embedding_dim=32))
-    assert sampled > 1.25 * mf and sampled > 0.95 * full, (sampled, full, mf)
+    above("sampled/mf", sampled / mf, 1.25)
+    above("sampled/full", sampled / full, 0.9)

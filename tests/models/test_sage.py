@@ -168,10 +168,13 @@ def test_config_rejects_bad_values():
 
 # -- a short fit ----------------------------------------------------------------------------
 @pytest.mark.parametrize("aggregator", ["mean", "importance"])
-def test_short_fit_with_features_beats_bpr_mf(aggregator, feature_world, fit_recall):
-    # the item features carry the topic; measured (seed 0): MF 0.189, SAGE ids only 0.190,
-    # mean + features 0.215, PinSage 0.219
+def test_short_fit_with_features_beats_bpr_mf(aggregator, feature_world, fit_recall, above):
+    # the item features carry the topic. Seeds 0-5 (benchmarks/quality_bounds.py): mean / MF
+    # 1.032-1.340 (median 1.185), PinSage / MF 1.039-1.323 (median 1.188); 25 epochs instead of
+    # 15 did not narrow it (1.024-1.293). So the bound is only "beats": the gain from features is
+    # real but its size swings with the seed (and, at one seed, with the CPU's kernels: seed 0
+    # PinSage / MF is 1.323 with AVX2/AVX-512 and 1.262 with ATEN_CPU_CAPABILITY=default).
     sage = fit_recall(feature_world,
                       SAGEConfig(embedding_dim=32, aggregator=aggregator, input="both"))
     mf = fit_recall(feature_world, MFConfig(embedding_dim=32))
-    assert sage > 1.1 * mf, (sage, mf)
+    above(f"{aggregator}/mf", sage / mf, 1.0)

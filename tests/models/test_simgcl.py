@@ -76,13 +76,14 @@ def test_every_parameter_gets_gradient():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
 
 
-def test_short_fit_beats_bpr_mf(make_world, fit_recall):
+def test_short_fit_beats_bpr_mf(make_world, fit_recall, above):
     planted_world = make_world(WORLD)
     # tau = 0.5: at the paper's 0.2 the uniformity term dominates this short run on 400 users and
     # SimGCL stays below BPR-MF (recall@20 0.12 vs 0.26 when measured); see the model docstring
+    # seeds 0-5 (benchmarks/quality_bounds.py): SimGCL / MF 1.310-1.445 (median 1.354)
     simgcl = fit_recall(planted_world, SimGCLConfig(embedding_dim=32, num_layers=2, tau=0.5))
     mf = fit_recall(planted_world, MFConfig(embedding_dim=32))
-    assert simgcl > 1.1 * mf, (simgcl, mf)
+    above("simgcl/mf", simgcl / mf, 1.2)
 
 
 # -- sampled mini-batch mode (as in test_lightgcn) --------------------------------------------
@@ -155,12 +156,13 @@ def test_sampled_config_validation():
         SimGCLConfig(num_layers=0)
 
 
-def test_short_sampled_fit_beats_bpr_mf(make_world, fit_recall):
-    # measured (seed 0): MF 0.259, sampled SimGCL [10, 5] 0.366, full-graph SimGCL 0.347
-    # (seeds 1-3: sampled / MF 1.32-1.41, sampled / full 0.98-1.06); tau = 0.5 as above
+def test_short_sampled_fit_beats_bpr_mf(make_world, fit_recall, above):
+    # seeds 0-5 (benchmarks/quality_bounds.py): sampled SimGCL [10, 5] / MF 1.338-1.447 (median
+    # 1.406), sampled / full-graph 0.964-1.074 (median 1.035); tau = 0.5 as above
     planted_world = make_world(WORLD)
     cfg = SimGCLConfig(embedding_dim=32, num_layers=2, tau=0.5)
     sampled = fit_recall(planted_world, replace(cfg, fanouts=[10, 5]))
     full = fit_recall(planted_world, cfg)
     mf = fit_recall(planted_world, MFConfig(embedding_dim=32))
-    assert sampled > 1.25 * mf and sampled > 0.9 * full, (sampled, full, mf)
+    above("sampled/mf", sampled / mf, 1.25)
+    above("sampled/full", sampled / full, 0.9)
