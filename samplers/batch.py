@@ -71,6 +71,12 @@ class BPRBatch:
     def __len__(self) -> int:
         return self.users.numel()
 
+    def generator(self, stream: int) -> torch.Generator:
+        """A generator on the batch's device for the model's own noise (SimGCL's views, ...),
+        seeded by ``(batch seed, stream)``: never torch's global RNG, so resumed and
+        uninterrupted runs draw alike. ``stream`` tells a model's independent draws apart."""
+        return torch.Generator(self.device).manual_seed(mixed_seed(self.seed, stream))
+
     @property
     def device(self) -> torch.device:
         return self.users.device

@@ -6,7 +6,8 @@ user–item graph::
     E^(l) = LeakyReLU( (L + I) E^(l-1) W1 + b1  +  ((L E^(l-1)) * E^(l-1)) W2 + b2 )
 
 ``*`` is the element-wise product (the "affinity" message ``e_i * e_u``). Message dropout acts on
-each layer's output while training. The final embedding concatenates every layer,
+each layer's output while training, its mask drawn from the batch's generator (``batch.generator``),
+never torch's global RNG. The final embedding concatenates every layer,
 ``[E^(0) || E^(1) || ... || E^(L)]`` (``d (L + 1)`` wide), scored by inner product and trained
 with BPR plus L2 on the batch's layer-0 rows.
 
@@ -62,7 +63,6 @@ class NGCF(Recommender):
         self.embedding = nn.Embedding(num_users + num_items, d)
         self.w1 = nn.ModuleList(nn.Linear(d, d) for _ in range(config.num_layers))  # sum messages
         self.w2 = nn.ModuleList(nn.Linear(d, d) for _ in range(config.num_layers))  # product messages
-        self.dropout = nn.Dropout(config.message_dropout)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -71,16 +71,25 @@ class NGCF(Recommender):
             nn.init.xavier_uniform_(lin.weight)
             nn.init.zeros_(lin.bias)
 
-    def _step(self, l: int, side: Tensor, h: Tensor) -> Tensor:
-        """Layer ``l + 1`` (message dropout included) from ``side = L h`` and ``h``, ``[t, d]``."""
-        slope = self.config.negative_slope
-        return self.dropout(ngcf_update(side, h, self.w1[l], self.w2[l], slope))
+    def _step(self, l: int, side: Tensor, h: Tensor,
+              generator: torch.Generator | None = None) -> Tensor:
+        """Layer ``l + 1`` from ``side = L h`` and ``h``, ``[t, d]``; while training, message
+        dropout with its mask drawn from ``generator``."""
+        c = self.config
+        out = ngcf_update(side, h, self.w1[l], self.w2[l], c.negative_slope)
+        if self.training and c.message_dropout > 0:
+            keep = torch.rand(out.shape, generator=generator, device=out.device) >= c.message_dropout
+            out = out * keep / (1 - c.message_dropout)
+        return out
 
-    def forward(self, graph: Subgraph | FullGraph) -> tuple[Tensor, Tensor]:
+    def forward(self, graph: Subgraph | FullGraph,
+                generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         """The seeds' ``[E^(0) || E^(1) || ... || E^(L)]`` ``[S, d (L + 1)]`` (layers ``1..L``
-        normalised with ``normalize_layers``) and their layer-0 rows ``[S, d]``."""
+        normalised with ``normalize_layers``) and their layer-0 rows ``[S, d]``; dropout masks
+        from ``generator``."""
         layers = propagate(graph, node_rows(graph.node, self.embedding.weight),
-                           self.config.num_layers, self._step)
+                           self.config.num_layers,
+                           lambda l, side, h: self._step(l, side, h, generator))
         if self.config.normalize_layers:
             layers = [layers[0]] + [F.normalize(h, dim=-1) for h in layers[1:]]
         return torch.cat(layers, dim=-1), layers[0]
@@ -91,7 +100,7 @@ class NGCF(Recommender):
         return out[: self.num_users], out[self.num_users:]
 
     def loss(self, batch: GraphBatch) -> dict[str, Tensor]:
-        return graph_bpr(batch, *self(batch.graph), self.config.reg_weight)
+        return graph_bpr(batch, *self(batch.graph, batch.generator(0)), self.config.reg_weight)
 
     def extra_repr(self) -> str:
         c = self.config

@@ -24,8 +24,9 @@ left ``ln 2`` at ``tau = 0.2`` (Recall@20 near random). Keeping ``e^(0)`` and a 
 Training over the whole graph or the batch's sampled neighbourhood is the plan's (``fanouts``,
 as for :class:`~reelgraph.models.lightgcn.LightGCN`): the clean view and the two noisy views are
 each propagated over the batch's graph (noise added per layer as above); BPR is on the clean
-view, InfoNCE over the batch's unique users and positive items. The noise is the model's own
-randomness (like dropout: torch's RNG, seeded by ``seed_everything``), not a sampled input.
+view, InfoNCE over the batch's unique users and positive items. The noise is drawn from a
+generator seeded by the batch's own seed (``(seed, epoch, rank, batch index)``), never from
+torch's global RNG, so a resumed run adds the same noise as an uninterrupted one.
 """
 from __future__ import annotations
 
@@ -70,11 +71,13 @@ def info_nce(view1: Tensor, view2: Tensor, tau: float) -> Tensor:
     return F.cross_entropy(logits, torch.arange(a.shape[0], device=a.device))
 
 
-def perturb(h: Tensor, eps: float) -> Tensor:
-    """``h + eps * sign(h) * normalize(U(0, 1))`` per row of ``h [N, d]``; ``h`` at ``eps = 0``."""
+def perturb(h: Tensor, eps: float, generator: torch.Generator | None = None) -> Tensor:
+    """``h + eps * sign(h) * normalize(U(0, 1))`` per row of ``h [N, d]``; ``h`` at ``eps = 0``.
+    The uniform draws come from ``generator`` (on ``h``'s device)."""
     if eps <= 0:
         return h
-    noise = F.normalize(torch.rand_like(h), dim=-1)  # [N, d], unit rows in the + orthant
+    u = torch.rand(h.shape, generator=generator, device=h.device, dtype=h.dtype)
+    noise = F.normalize(u, dim=-1)  # [N, d], unit rows in the + orthant
     return h + eps * torch.sign(h) * noise
 
 
@@ -84,13 +87,14 @@ class SimGCL(LightGCN):
     def __init__(self, num_users: int, num_items: int, config: SimGCLConfig | None = None):
         super().__init__(num_users, num_items, config or SimGCLConfig())
 
-    def forward(self, graph: Subgraph | FullGraph, eps: float = 0.0) -> tuple[Tensor, Tensor]:
+    def forward(self, graph: Subgraph | FullGraph, eps: float = 0.0,
+                generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         """The seeds' view ``[S, d]`` (clean at ``eps = 0``, else noise of length ``eps`` after
-        every layer): the mean of layers ``1..L`` (``0..L`` with ``ego_layer``), and their
-        layer-0 rows ``[S, d]``."""
+        every layer, drawn from ``generator``): the mean of layers ``1..L`` (``0..L`` with
+        ``ego_layer``), and their layer-0 rows ``[S, d]``."""
         c = self.config
         layers = propagate(graph, node_rows(graph.node, self.embedding.weight), c.num_layers,
-                           lambda l, side, h: perturb(side, eps))
+                           lambda l, side, h: perturb(side, eps, generator))
         return layer_mean(layers[0 if c.ego_layer else 1:]), layers[0]
 
     def embed(self, static: GCNStatic) -> tuple[Tensor, Tensor]:
@@ -101,7 +105,8 @@ class SimGCL(LightGCN):
     def loss(self, batch: GraphBatch) -> dict[str, Tensor]:
         c = self.config
         out = graph_bpr(batch, *self(batch.graph), c.reg_weight)  # BPR on the clean view + L2
-        (v1, _), (v2, _) = self(batch.graph, c.eps), self(batch.graph, c.eps)  # [S, d] each
+        gen = batch.generator(0)
+        (v1, _), (v2, _) = self(batch.graph, c.eps, gen), self(batch.graph, c.eps, gen)  # [S, d]
         user_rows, item_rows = batch.rows()
         users, items = torch.unique(user_rows), torch.unique(item_rows[:, 0])
         out["cl"] = (info_nce(v1[users], v2[users], c.tau)

@@ -1,15 +1,17 @@
 """The training DataLoader: batches depend only on (seed, epoch, rank, batch), never on the
 number of worker processes; workers memory-map the store; negatives are never positives."""
 import pickle
+from dataclasses import fields, is_dataclass
 
 import pytest
 import torch
 
 from reelgraph.data.split import SplitConfig
 from reelgraph.data.store import GraphStore
-from reelgraph.graph import Subgraph
 from reelgraph.models import LightGCNConfig, SAGEConfig
-from reelgraph.samplers.batch import BPRBatch, GraphBatch
+from reelgraph.models.a2bm2gl import A2BM2GLConfig
+from reelgraph.models.vagnn import VAGNNConfig
+from reelgraph.samplers.batch import GraphBatch
 from reelgraph.samplers.loader import EdgeBatchSampler, TrainBatches, train_loader
 from reelgraph.samplers.plans.base import Plan
 
@@ -19,12 +21,20 @@ def store(world, tmp_path_factory):
     return GraphStore.build(world, str(tmp_path_factory.mktemp("store")), SplitConfig("ratio"))
 
 
+@pytest.fixture(scope="module")
+def feature_store(feature_world, tmp_path_factory):
+    return GraphStore.build(feature_world, str(tmp_path_factory.mktemp("store")),
+                            SplitConfig("ratio"))
+
+
 def _tensors(x) -> list[torch.Tensor]:
-    """Every tensor of a batch, in field order (subgraphs included)."""
+    """Every tensor of a batch, in field order (nested dataclasses, lists and tuples included)."""
     if isinstance(x, torch.Tensor):
         return [x]
-    if isinstance(x, (BPRBatch, Subgraph)):
-        return [t for f in x.__dataclass_fields__ if f != "static" for t in _tensors(getattr(x, f))]
+    if is_dataclass(x) and not isinstance(x, type):
+        return [t for f in fields(x) if f.name != "static" for t in _tensors(getattr(x, f.name))]
+    if isinstance(x, (list, tuple)):
+        return [t for v in x for t in _tensors(v)]
     return []
 
 
@@ -37,11 +47,16 @@ def _epochs(store, plan, num_workers: int, epochs=(0, 1)) -> list[list[torch.Ten
     return out
 
 
-@pytest.mark.parametrize("config", [LightGCNConfig(num_layers=2, fanouts=[5, 3],
-                                                   exclude_targets=True),
-                                    SAGEConfig(aggregator="importance", num_walks=4),
-                                    LightGCNConfig()])
-def test_batches_are_identical_for_any_num_workers(store, config):
+@pytest.mark.parametrize("config", [
+    LightGCNConfig(num_layers=2, fanouts=[5, 3], exclude_targets=True),
+    SAGEConfig(aggregator="importance", num_walks=4),
+    SAGEConfig(aggregator="mean", fanouts=[5, 3]),
+    VAGNNConfig(num_layers=2, fanouts=[3, 3], pool_fanout=4),
+    A2BM2GLConfig(embedding_dim=8, fanouts=[2, 2, 1], boundary_fanout=2, boundary_items=4),
+    LightGCNConfig()], ids=lambda c: type(c).__name__)
+def test_batches_are_identical_for_any_num_workers(request, config):
+    store = request.getfixturevalue("feature_store" if isinstance(config, A2BM2GLConfig)
+                                    else "store")
     plan = config.plan()
     inline, workers = _epochs(store, plan, 0), _epochs(store, plan, 2)
     assert len(inline) == len(workers) == 2 * -(-store.meta["splits"]["train"] // 256)
