@@ -63,10 +63,11 @@ class EpochTimer(pl.Callback):
 def propagation_ratio(dm: RecDataModule, dim: int = 64, layers: int = 3, reps: int = 3) -> None:
     """Forward+backward of 3-layer propagation: ours (CSR, symmetric backward) vs PyG LGConv."""
     from torch_geometric.nn import LGConv
-    from reelgraph.models.lightgcn import propagate, sym_norm_adjacency
+    from reelgraph.graph import layer_mean, propagate
     g = dm.train_graph
     x = torch.randn(g.num_users + g.num_items, dim, requires_grad=True)
-    adj = sym_norm_adjacency(g)
+    graph = LightGCNConfig(embedding_dim=dim, num_layers=layers).plan().static(
+        dm.store, torch.device("cpu")).graph  # the whole-graph operator LightGCN trains over
     u, i = g.users(), g.col + g.num_users
     edge_index = torch.stack([torch.cat([u, i]), torch.cat([i, u])])
     conv = LGConv()
@@ -79,7 +80,7 @@ def propagation_ratio(dm: RecDataModule, dim: int = 64, layers: int = 3, reps: i
         return out / (layers + 1)
 
     times = {}
-    for name, fn in (("ours (CSR)", lambda: propagate(adj, x, layers)), ("PyG LGConv", pyg)):
+    for name, fn in (("ours (CSR)", lambda: layer_mean(propagate(graph, x, layers))), ("PyG LGConv", pyg)):
         fn().sum().backward()  # warm-up
         t = time.perf_counter()
         for _ in range(reps):

@@ -3,7 +3,7 @@ model's sampling plan, the plan's per-device static state, and the evaluation ba
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -31,7 +31,10 @@ class RecDataModule(pl.LightningDataModule):
             dataset folder of ``../shared/data`` (see :mod:`reelgraph.data.sources`).
         split: how interactions are split (ignored when ``data`` is a built store).
         batch_size: positives per training batch.
-        num_negatives: uniform negatives per positive (never a training positive).
+        num_negatives: negatives per positive (never a training positive).
+        negatives: how they are drawn: ``"uniform"`` over items, or ``"popularity"``, with
+            probability ``∝ train count ** popularity_alpha``.
+        popularity_alpha: the exponent of ``"popularity"`` negatives (0.75 as word2vec).
         eval_batch_size: users per evaluation batch (bounds evaluation memory with the module's
             ``item_chunk_size``).
         num_workers: loader worker processes sampling batches while the model trains (0: in the
@@ -53,7 +56,9 @@ class RecDataModule(pl.LightningDataModule):
                  num_workers: int = 0, persistent_workers: bool = True,
                  pin_memory: bool | None = None, prefetch_factor: int = 2,
                  cache_dir: str = DEFAULT_CACHE, rebuild: bool = False, seed: int = 0,
-                 eval_users: int | None = None, plan: Plan | None = None):
+                 eval_users: int | None = None, plan: Plan | None = None,
+                 negatives: Literal["uniform", "popularity"] = "uniform",
+                 popularity_alpha: float = 0.75):
         super().__init__()
         self.save_hyperparameters(ignore=["plan"])
         self.data, self.cache_dir, self.rebuild, self.seed = data, cache_dir, rebuild, seed
@@ -63,6 +68,7 @@ class RecDataModule(pl.LightningDataModule):
         self.num_workers, self.persistent_workers = num_workers, persistent_workers
         self.pin_memory, self.prefetch_factor, self.eval_users = pin_memory, prefetch_factor, eval_users
         self._plan = plan
+        self.negatives, self.popularity_alpha = negatives, popularity_alpha
         self.store: GraphStore | None = None
         self._static: dict[str, Any] = {}
         self._context = None
@@ -126,7 +132,8 @@ class RecDataModule(pl.LightningDataModule):
         return train_loader(self.store, self.plan, self.batch_size, self.num_negatives,
                             seed=self.seed, rank=rank, world_size=world,
                             num_workers=self.num_workers, persistent_workers=self.persistent_workers,
-                            pin_memory=pin, prefetch_factor=self.prefetch_factor)
+                            pin_memory=pin, prefetch_factor=self.prefetch_factor,
+                            negatives=self.negatives, popularity_alpha=self.popularity_alpha)
 
     def transfer_batch_to_device(self, batch, device, dataloader_idx):
         return batch.to(device)  # a batch (frozen dataclass) or a tensor of users

@@ -419,14 +419,14 @@ def _outputs(out_dir: str) -> list[str]:
     return [os.path.join(out_dir, f) for f in files + ["world.json"]]
 
 
-def generate_world(out_dir: str, config: WorldConfig = WorldConfig(), progress: bool = False
+def generate_world(out_dir: str, config: WorldConfig | None = None, progress: bool = False
                    ) -> dict:
     """Writes a synthetic world into ``out_dir`` (see the module docstring) and returns its counts.
 
     Files this generator writes are replaced; any other file in ``out_dir`` is left alone.
     ``world.json`` holds the config and the returned stats.
     """
-    cfg, start = config, time.perf_counter()
+    cfg, start = config or WorldConfig(), time.perf_counter()
     os.makedirs(os.path.join(out_dir, "features"), exist_ok=True)
     for path in _outputs(out_dir):  # a stale kg/modality from an earlier config must not linger
         if os.path.exists(path):

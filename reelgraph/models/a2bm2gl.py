@@ -64,7 +64,7 @@ from torch import Tensor, nn
 
 from reelgraph.graph import FullGraph, Subgraph, expand_rows, local_index, node_rows, propagate
 from reelgraph.graph import weighted_sum
-from reelgraph.models.base import GraphConfig, Recommender, bpr_loss, l2_loss
+from reelgraph.models.base import GraphConfig, Recommender, bpr_loss, l2_loss, make_plan
 from reelgraph.samplers.plans.a2bm2gl import (A2BM2GLBatch, A2BM2GLPlan, A2BM2GLStatic,
                                               ModalityGraph)
 
@@ -116,11 +116,7 @@ class A2BM2GLConfig(GraphConfig):
     def plan(self) -> A2BM2GLPlan:
         modalities = () if not self.semantic else (
             None if self.modalities is None else tuple(self.modalities))
-        return A2BM2GLPlan(
-            None if self.fanouts is None else tuple(self.fanouts), self.exclude_targets,
-            self.chunk_size, self.adaptive_loss, self.boundary_fanout, self.boundary_items,
-            self.anti_bottleneck, self.rwr_alpha, self.rwr_steps, self.rwr_top_n,
-            self.rwr_chunk_elements, self.knn_k, modalities)
+        return make_plan(self, A2BM2GLPlan, boundaries=self.adaptive_loss, modalities=modalities)
 
 
 # -- pure pieces of the forward pass and the losses ------------------------------------------

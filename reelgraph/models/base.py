@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -35,7 +35,26 @@ class ModelConfig:
         return Plan()
 
 
-def _check(owner: str, **values: float) -> None:
+def make_plan(config: ModelConfig, plan_cls: type[Plan], **given: Any) -> Plan:
+    """``plan_cls`` with every field read by name from ``config`` (lists become tuples), unless
+    ``given``. Plan fields have no defaults: the config is the one home of each field, its default
+    and its validation; a plan field the config lacks must be given."""
+    values = {}
+    for f in fields(plan_cls):
+        if f.name in given:
+            values[f.name] = given[f.name]
+        elif hasattr(config, f.name):
+            v = getattr(config, f.name)
+            values[f.name] = tuple(v) if isinstance(v, list) else v
+        else:
+            raise TypeError(f"{plan_cls.__name__}.{f.name}: {type(config).__name__} has no such "
+                            "field; pass it to make_plan")
+    return plan_cls(**values)
+
+
+def check_values(owner: str, **values: float) -> None:
+    """Raises ``ValueError("<owner>: <name>=<value>; must be <rule>")`` for the first ``name=(value,
+    ok, rule)`` whose value is not a finite number passing ``ok``."""
     for name, (value, ok, rule) in values.items():
         if not (isinstance(value, (int, float)) and math.isfinite(value) and ok(value)):
             raise ValueError(f"{owner}: {name}={value!r}; must be {rule}")
@@ -50,7 +69,7 @@ class EmbeddingConfig(ModelConfig):
     init_std: float = 0.1     # normal init of the ID tables
 
     def __post_init__(self):
-        _check(type(self).__name__,
+        check_values(type(self).__name__,
                embedding_dim=(self.embedding_dim, lambda v: v >= 1 and v == int(v), "an int >= 1"),
                reg_weight=(self.reg_weight, lambda v: v >= 0, "a finite number >= 0"),
                init_std=(self.init_std, lambda v: v > 0, "a finite number > 0"))
@@ -68,14 +87,13 @@ class GraphConfig(EmbeddingConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        _check(type(self).__name__,
+        check_values(type(self).__name__,
                num_layers=(self.num_layers, lambda v: v >= 0 and v == int(v), "an int >= 0"),
                chunk_size=(self.chunk_size, lambda v: v >= 1 and v == int(v), "an int >= 1"))
         check_fanouts(self.fanouts, self.num_layers, type(self).__name__)
 
     def plan(self) -> NeighborPlan:
-        return NeighborPlan(None if self.fanouts is None else tuple(self.fanouts),
-                            self.exclude_targets, chunk_size=self.chunk_size)
+        return make_plan(self, NeighborPlan, self_loops=False)
 
 
 class Recommender(nn.Module):

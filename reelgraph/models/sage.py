@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from reelgraph.graph import Subgraph, weighted_sum
-from reelgraph.models.base import GraphConfig, Recommender, bpr_loss, l2_loss
+from reelgraph.models.base import GraphConfig, Recommender, bpr_loss, l2_loss, make_plan
 from reelgraph.samplers.plans.sage import SAGEBatch, SAGEPlan, SAGEStatic, neighbourhood_rows
 
 AGGREGATORS, INPUTS, LOSSES = ("mean", "maxpool", "importance"), ("id", "features", "both"), \
@@ -78,10 +78,8 @@ class SAGEConfig(GraphConfig):
         return SAGE(store.num_users, store.num_items, self, features)
 
     def plan(self) -> SAGEPlan:
-        return SAGEPlan(tuple(self.fanouts), self.aggregator == "importance", self.num_walks,
-                        self.walk_length, self.restart_prob, self.exclude_targets,
-                        self.inference_fanout, self.hard_negatives, tuple(self.hard_rank_range),
-                        self.seed)
+        return make_plan(self, SAGEPlan, importance=self.aggregator == "importance",
+                         hard_rank_range=tuple(self.hard_rank_range))
 
 
 def aggregate(h_src: Tensor, row: Tensor, col: Tensor, weight: Tensor, num_rows: int,

@@ -68,7 +68,8 @@ import torch
 from torch import Tensor, nn
 
 from reelgraph.graph import FullGraph, Subgraph, node_rows, pool, propagate, weighted_sum
-from reelgraph.models.base import GraphConfig, Recommender, _check, bpr_loss, l2_loss
+from reelgraph.models.base import (GraphConfig, Recommender, bpr_loss, check_values, l2_loss,
+                                   make_plan)
 from reelgraph.models.simgcl import info_nce
 from reelgraph.samplers.plans.vagnn import VAGNNBatch, VAGNNPlan, VAGNNStatic, ViewRows
 
@@ -108,7 +109,7 @@ class VAGNNConfig(GraphConfig):
             raise ValueError(f"{name}: video_view={self.video_view}, vlogger_view="
                              f"{self.vlogger_view}; VA-GNN needs at least one of the views")
         is_int = lambda lo: (lambda v: v >= lo and v == int(v))  # noqa: E731
-        _check(name, vlogger_weight=(self.vlogger_weight, lambda v: v >= 0, "a number >= 0"),
+        check_values(name, vlogger_weight=(self.vlogger_weight, lambda v: v >= 0, "a number >= 0"),
                cl_weight=(self.cl_weight, lambda v: v >= 0, "a number >= 0"),
                tau=(self.tau, lambda v: v > 0, "a number > 0"),
                q1=(self.q1, lambda v: 0 <= v <= 1, "a probability in [0, 1]"),
@@ -124,10 +125,7 @@ class VAGNNConfig(GraphConfig):
         return VAGNN(store.num_users, store.num_items, store.num_nodes["creator"], self)
 
     def plan(self) -> VAGNNPlan:
-        return VAGNNPlan(None if self.fanouts is None else tuple(self.fanouts),
-                         self.exclude_targets, self.chunk_size, self.pool_fanout, self.num_walks,
-                         self.walk_length, self.q1, self.q2, self.walk_seed,
-                         self.follow_min_views, self.video_view, self.vlogger_view)
+        return make_plan(self, VAGNNPlan)
 
 
 class VAGNN(Recommender):

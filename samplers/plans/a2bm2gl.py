@@ -213,21 +213,22 @@ class A2BM2GLContext:
 # -- the plan --------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class A2BM2GLPlan(Plan):
-    """Whole-graph (``fanouts=None``) or sampled batches of A²BM²GL and its static graphs."""
+    """Whole-graph (``fanouts=None``) or sampled batches of A²BM²GL and its static graphs; the
+    fields (and their defaults) are :class:`~reelgraph.models.a2bm2gl.A2BM2GLConfig`'s."""
 
-    fanouts: tuple[int, ...] | None = None  # collaborative fan-outs (seeds' hop first, -1 all)
-    exclude_targets: bool = False           # sampled: drop the batch's positive edges
-    chunk_size: int = 65536                 # sampled: operator rows per chunk of embed()
-    boundaries: bool = True                 # draw eq. 9's items (the adaptive loss)
-    boundary_fanout: int = 16               # sampled: train items per batch user (N(u)+)
-    boundary_items: int = 256               # sampled: uniform items for the all-item sum
-    anti_bottleneck: bool = True            # build and read the full-adjacent (RWR) layers
-    rwr_alpha: float = 0.85
-    rwr_steps: int = 5
-    rwr_top_n: int = 16
-    rwr_chunk_elements: int = 1 << 23       # memory bound of the RWR build only
-    knn_k: int = 10
-    modalities: tuple[str, ...] | None = None  # None: every modality of the store; (): none
+    fanouts: tuple[int, ...] | None  # collaborative fan-outs (seeds' hop first, -1 all)
+    exclude_targets: bool            # sampled: drop the batch's positive edges
+    chunk_size: int                  # sampled: operator rows per chunk of embed()
+    boundaries: bool                 # draw eq. 9's items (the adaptive loss)
+    boundary_fanout: int             # sampled: train items per batch user (N(u)+)
+    boundary_items: int              # sampled: uniform items for the all-item sum
+    anti_bottleneck: bool            # build and read the full-adjacent (RWR) layers
+    rwr_alpha: float
+    rwr_steps: int
+    rwr_top_n: int
+    rwr_chunk_elements: int          # memory bound of the RWR build only
+    knn_k: int
+    modalities: tuple[str, ...] | None  # None: every modality of the store; (): none
 
     # -- derived arrays --------------------------------------------------------------------
     def modality_names(self, store) -> tuple[str, ...]:

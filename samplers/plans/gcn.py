@@ -92,10 +92,10 @@ class NeighborPlan(Plan):
     """Batches over the whole user–item graph (``fanouts=None``) or over each batch's sampled
     neighbourhood (one fan-out per layer, seeds' hop first; ``-1`` takes every neighbour)."""
 
-    fanouts: tuple[int, ...] | None = None
-    exclude_targets: bool = False
-    self_loops: bool = False
-    chunk_size: int = 65536  # sampled: rows of the operator per chunk of the full-graph embed
+    fanouts: tuple[int, ...] | None  # the fields (and their defaults) are the model config's
+    exclude_targets: bool
+    self_loops: bool
+    chunk_size: int  # sampled: rows of the operator per chunk of the full-graph embed
 
     def context(self, store) -> SymmetricGraph:
         return symmetric_graph(store)

@@ -70,16 +70,18 @@ class SAGEStatic:
 
 @dataclass(frozen=True)
 class SAGEPlan(Plan):
+    """The fields (and their defaults) are :class:`~reelgraph.models.sage.SAGEConfig`'s."""
+
     fanouts: tuple[int, ...]
-    importance: bool = False       # PinSage walks instead of uniform neighbours
-    num_walks: int = 20            # importance: walks per node
-    walk_length: int = 2           # importance: two-step (x → y → x) moves per walk
-    restart_prob: float = 0.5      # importance: P(back to the start node) after a move
-    exclude_targets: bool = True
-    inference_fanout: int = -1     # static: uniform neighbours per node (-1: all)
-    hard_negatives: int = 0        # per positive, from the model's scores (mine); 0: off
-    hard_rank_range: tuple[int, int] = (50, 500)
-    seed: int = 0                  # of the inference neighbourhoods (seed + 1)
+    importance: bool               # PinSage walks instead of uniform neighbours
+    num_walks: int                 # importance: walks per node
+    walk_length: int               # importance: two-step (x → y → x) moves per walk
+    restart_prob: float            # importance: P(back to the start node) after a move
+    exclude_targets: bool
+    inference_fanout: int          # static: uniform neighbours per node (-1: all)
+    hard_negatives: int            # per positive, from the model's scores (mine); 0: off
+    hard_rank_range: tuple[int, int]
+    seed: int                      # of the inference neighbourhoods (seed + 1)
 
     def context(self, store) -> SAGEContext:
         g = symmetric_graph(store)

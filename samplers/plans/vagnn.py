@@ -252,18 +252,18 @@ class VAGNNPlan(Plan):
     """VA-GNN's batches over the whole view graphs (``fanouts=None``) or sampled ones (module
     doc); the fields are :class:`~reelgraph.models.vagnn.VAGNNConfig`'s."""
 
-    fanouts: tuple[int, ...] | None = None
-    exclude_targets: bool = False
-    chunk_size: int = 65536
-    pool_fanout: int = -1
-    num_walks: int = 1
-    walk_length: int = 1
-    q1: float = 0.5
-    q2: float = 0.5
-    walk_seed: int = 0
-    follow_min_views: int = 3
-    video_view: bool = True
-    vlogger_view: bool = True
+    fanouts: tuple[int, ...] | None
+    exclude_targets: bool
+    chunk_size: int
+    pool_fanout: int
+    num_walks: int
+    walk_length: int
+    q1: float
+    q2: float
+    walk_seed: int
+    follow_min_views: int
+    video_view: bool
+    vlogger_view: bool
 
     def follows(self, store) -> BipartiteGraph:
         """The user → vlogger graph of the views and the vlogger triples (derived, mapped)."""

@@ -110,17 +110,17 @@ def test_derived_follows_count_views():
     assert derived_follows(TRAIN, ic, P, min_views=1).num_edges == 7
     assert derived_follows(TRAIN, ic, P, min_views=0).num_edges == 0
     # without follows in the store the derived pairs are the whole user–vlogger graph
-    f = VAGNNPlan(follow_min_views=2).follows(_store(follows=None))
+    f = VAGNNConfig(follow_min_views=2).plan().follows(_store(follows=None))
     assert f.keys().tolist() == two.keys().tolist()
 
 
 def test_vlogger_triples_pair_a_follow_with_a_non_follow():
     store = _store()
-    follows = VAGNNPlan().follows(store)
+    follows = VAGNNConfig().plan().follows(store)
     followed = torch.zeros(U, P, dtype=torch.bool)
     followed[follows.users(), follows.col] = True
     users = torch.arange(U).repeat(50)
-    batch = plan_batch(store, VAGNNPlan(), BPRBatch(users, torch.zeros_like(users),
+    batch = plan_batch(store, VAGNNConfig().plan(), BPRBatch(users, torch.zeros_like(users),
                                                     torch.ones_like(users)[:, None]), seed=4)
     t = batch.vlogger
     assert torch.equal(t.users, users)  # every user here follows a vlogger: one triple per row
@@ -304,7 +304,10 @@ def test_config_validation_and_plan():
     cfg = VAGNNConfig(num_layers=2, fanouts=[3, 3], pool_fanout=4, walk_seed=9, video_view=False)
     with pytest.raises(AttributeError):
         cfg.tau = 1.0  # frozen
-    assert cfg.plan() == VAGNNPlan((3, 3), False, 65536, 4, 1, 1, 0.5, 0.5, 9, 3, False, True)
+    assert cfg.plan() == VAGNNPlan(fanouts=(3, 3), exclude_targets=False, chunk_size=65536,
+                                   pool_fanout=4, num_walks=1, walk_length=1, q1=0.5, q2=0.5,
+                                   walk_seed=9, follow_min_views=3, video_view=False,
+                                   vlogger_view=True)
     assert VAGNNConfig().plan().fanouts is None
 
 

@@ -99,3 +99,30 @@ def test_full_graph_plan_batches_index_global_nodes(store):
     users, items = batch.rows()
     assert torch.equal(users, batch.users)
     assert torch.equal(items[:, 0], batch.pos + store.num_users)
+
+
+def test_popularity_negatives_follow_the_train_counts(store):
+    g = store.graph("train")
+    count = torch.bincount(g.col.long(), minlength=g.num_items).double()
+    loader = train_loader(store, Plan(), 512, 8, seed=3, negatives="popularity",
+                          popularity_alpha=1.0)
+    neg = torch.cat([b.neg for b in loader]).flatten()
+    drawn = torch.bincount(neg, minlength=g.num_items).double()
+    # the most popular decile of items is drawn far above its uniform share (0.1) and close to
+    # its share of train counts (less what the positives' exclusion takes away)
+    top = torch.argsort(count, descending=True)[: g.num_items // 10]
+    share, want = drawn[top].sum() / drawn.sum(), count[top].sum() / count.sum()
+    assert 0.8 * want < share <= want + 0.01 and share > 0.2, (share, want)
+    uniform = torch.cat([b.neg for b in train_loader(store, Plan(), 512, 8, seed=3)]).flatten()
+    assert torch.bincount(uniform, minlength=g.num_items)[top].sum() / uniform.numel() < 0.15
+    users = torch.cat([b.users for b in loader]).unsqueeze(1).expand(-1, 8).flatten()
+    assert not torch.isin(users * g.num_items + neg, g.keys()).any()
+
+
+def test_bad_negative_settings_fail_with_their_name(store):
+    for kw, match in ((dict(negatives="hard"), "negatives='hard'"),
+                      (dict(popularity_alpha=-1.0), "popularity_alpha"),
+                      (dict(num_negatives=0), "num_negatives")):
+        args = dict(num_negatives=2) | kw
+        with pytest.raises(ValueError, match=match):
+            train_loader(store, Plan(), 64, args.pop("num_negatives"), **args)
