@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from reelgraph.graph import Subgraph, weighted_sum
 from reelgraph.models.base import GraphConfig, Recommender, bpr_loss, l2_loss, make_plan
-from reelgraph.samplers.plans.sage import SAGEBatch, SAGEPlan, SAGEStatic, neighbourhood_rows
+from reelgraph.samplers.plans.sage import SAGEBatch, SAGEPlan, SAGEStatic
 
 AGGREGATORS, INPUTS, LOSSES = ("mean", "maxpool", "importance"), ("id", "features", "both"), \
     ("bpr", "margin")
@@ -203,7 +203,7 @@ class SAGE(Recommender):
         for l, layer in enumerate(self.layers):
             out = []
             for c in chunks:
-                pos, nbr, w = neighbourhood_rows(static, c)
+                pos, nbr, w = static.neighbourhood(c)
                 out.append(self._post(layer(h[c], h, pos, nbr, w), l == len(self.layers) - 1))
             h = torch.cat(out)
         return h[: self.num_users], h[self.num_users:]

@@ -67,6 +67,12 @@ class SAGEStatic:
     num_users: int
     num_items: int
 
+    def neighbourhood(self, nodes: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The inference neighbourhood of ``nodes [C]``: ``(position in nodes [M], global
+        neighbour [M], weight [M])``; a lookup in the CSR drawn once per device, no draw."""
+        pos, slot = expand_rows(self.rowptr, nodes)
+        return pos, self.col[slot], self.weight[slot]
+
 
 @dataclass(frozen=True)
 class SAGEPlan(Plan):
@@ -202,8 +208,3 @@ class SAGEPlan(Plan):
         torch.cumsum(torch.bincount(pos, minlength=N), 0, out=rowptr[1:])
         return {"rowptr": rowptr, "col": col, "weight": weight}
 
-
-def neighbourhood_rows(static: SAGEStatic, nodes: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """The inference neighbourhood of ``nodes [C]``: ``(position [M], global neighbour, weight)``."""
-    pos, slot = expand_rows(static.rowptr, nodes)
-    return pos, static.col[slot], static.weight[slot]
