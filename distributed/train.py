@@ -40,6 +40,7 @@ from ray.train.torch import TorchTrainer
 
 from reelgraph.distributed.callbacks import EpochHistory, FailOnce, TrainThroughput
 from reelgraph.distributed.sparse import SparseRecModule
+from reelgraph.errors import exit_on_user_error
 from reelgraph.lightning_modules._pl import pl
 from reelgraph.lightning_modules.callbacks import EpochSummary
 from reelgraph.lightning_modules.cli import MONITOR, TRAINER_DEFAULTS, ReelGraphCLI
@@ -196,6 +197,13 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, l
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
+    """The entry (``argv``: default ``sys.argv[1:]``); a data or config error found on the driver
+    is one line on stderr and exit status 2 (``--traceback`` shows the stack)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    return exit_on_user_error(_main, argv, "python -m reelgraph.distributed.train")
+
+
+def _main(argv: list[str]) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args, rest = parse_args(argv)
     with open(args.config) as f:  # the YAML text travels to the workers, not the path

@@ -16,10 +16,12 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import sys
 
 import torch
 
 from reelgraph.data.store import write_embeddings
+from reelgraph.errors import exit_on_user_error
 from reelgraph.lightning_modules._pl import pl
 from reelgraph.lightning_modules.callbacks import Checkpoint, EpochSummary
 from reelgraph.lightning_modules.datamodule import RecDataModule
@@ -93,11 +95,20 @@ class ReelGraphCLI(LightningCLI):
 
 
 def main(args=None) -> None:
+    """``reelgraph ...`` (``args``: the arguments, default ``sys.argv[1:]``). A data or config
+    error is one line on stderr and exit status 2; ``--traceback`` shows the stack."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     torch.set_float32_matmul_precision("high")
-    ReelGraphCLI(RecModule, RecDataModule, seed_everything_default=0, args=args,
-                 trainer_defaults={**TRAINER_DEFAULTS, "callbacks": [EpochSummary()]},
-                 save_config_kwargs={"overwrite": True})
+
+    def run(argv: list[str]) -> None:
+        if args is None:  # from the console: LightningCLI reads sys.argv itself
+            sys.argv[1:], argv = argv, None
+        ReelGraphCLI(RecModule, RecDataModule, seed_everything_default=0, args=argv,
+                     trainer_defaults={**TRAINER_DEFAULTS, "callbacks": [EpochSummary()]},
+                     save_config_kwargs={"overwrite": True},
+                     parser_kwargs={"exit_on_error": False})  # errors: one line (main)
+
+    exit_on_user_error(run, list(sys.argv[1:] if args is None else args), "reelgraph")
 
 
 if __name__ == "__main__":

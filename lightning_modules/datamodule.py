@@ -10,10 +10,11 @@ import torch
 from reelgraph.data.sources import DEFAULT_CACHE, open_store
 from reelgraph.data.split import SplitConfig
 from reelgraph.data.store import GraphStore
+from reelgraph.errors import ConfigError, positive_int, require
 from reelgraph.graph import BipartiteGraph, union
 from reelgraph.lightning_modules._pl import pl
 from reelgraph.samplers.batch import BPRBatch
-from reelgraph.samplers.loader import UserBatches, train_loader
+from reelgraph.samplers.loader import NEGATIVES, UserBatches, train_loader
 from reelgraph.samplers.plans.base import Plan
 
 log = logging.getLogger("reelgraph")
@@ -60,6 +61,16 @@ class RecDataModule(pl.LightningDataModule):
                  negatives: Literal["uniform", "popularity"] = "uniform",
                  popularity_alpha: float = 0.75):
         super().__init__()
+        for flag, value, low in (("batch_size", batch_size, 1), ("num_negatives", num_negatives, 1),
+                                 ("eval_batch_size", eval_batch_size, 1),
+                                 ("num_workers", num_workers, 0),
+                                 ("prefetch_factor", prefetch_factor, 1), ("seed", seed, 0)):
+            positive_int(f"data.{flag}", value, low)
+        if eval_users is not None:
+            positive_int("data.eval_users", eval_users)
+        require("data.popularity_alpha", popularity_alpha, lambda v: v >= 0, "a number >= 0")
+        if negatives not in NEGATIVES:
+            raise ConfigError(f"data.negatives={negatives!r}: choose from {list(NEGATIVES)}")
         self.save_hyperparameters(ignore=["plan"])
         self.data, self.cache_dir, self.rebuild, self.seed = data, cache_dir, rebuild, seed
         split = split or SplitConfig()

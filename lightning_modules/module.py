@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from reelgraph.data.store import GraphStore
+from reelgraph.errors import ConfigError, positive_int, require
 from reelgraph.graph import BipartiteGraph
 from reelgraph.lightning_modules._pl import pl
 from reelgraph.metrics import RankingResult, rank_users
@@ -63,6 +64,13 @@ class RecModule(pl.LightningModule):
                  weight_decay: float = 0.0, ks: Sequence[int] = (10, 20, 50),
                  item_chunk_size: int = 1 << 16, auc: bool = True):
         super().__init__()
+        require("model.lr", lr, lambda v: v > 0, "a number > 0")
+        require("model.weight_decay", weight_decay, lambda v: v >= 0, "a number >= 0")
+        positive_int("model.item_chunk_size", item_chunk_size)
+        if not ks:
+            raise ConfigError(f"model.ks={list(ks)!r}: give at least one cut-off")
+        for k in ks:
+            positive_int("model.ks", k)
         self.config = as_config(model) if model is not None else LightGCNConfig()
         self.save_hyperparameters({"model": as_dict(self.config), "lr": lr,
                                    "weight_decay": weight_decay, "ks": list(ks),

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from reelgraph.errors import ConfigError
 from reelgraph.samplers.batch import BPRBatch, mixed_seed
 from reelgraph.samplers.negative import popularity_cdf, popularity_negatives, uniform_negatives
 from reelgraph.samplers.plans.base import Plan
@@ -53,9 +54,9 @@ class EdgeBatchSampler(DistributedSampler):
     def __init__(self, num_edges: int, batch_size: int, seed: int = 0, rank: int = 0,
                  world_size: int = 1):
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1 (got {batch_size})")
+            raise ConfigError(f"batch_size must be >= 1 (got {batch_size})")
         if seed < 0:
-            raise ValueError(f"seed must be >= 0 (got {seed})")
+            raise ConfigError(f"seed must be >= 0 (got {seed})")
         self.num_edges, self.batch_size = num_edges, batch_size
         self.seed, self.rank, self.num_replicas, self.epoch = seed, rank, world_size, 0
         self.shuffle, self.drop_last = True, False
@@ -108,11 +109,11 @@ class TrainBatches(Dataset):
     def __init__(self, store, plan: Plan, num_negatives: int, negatives: str = "uniform",
                  popularity_alpha: float = 0.75):
         if not (isinstance(num_negatives, int) and num_negatives >= 1):
-            raise ValueError(f"num_negatives must be >= 1, an int (got {num_negatives!r})")
+            raise ConfigError(f"num_negatives must be >= 1, an int (got {num_negatives!r})")
         if negatives not in NEGATIVES:
-            raise ValueError(f"negatives={negatives!r}; choose from {NEGATIVES}")
+            raise ConfigError(f"negatives={negatives!r}; choose from {NEGATIVES}")
         if not popularity_alpha >= 0:
-            raise ValueError(f"popularity_alpha must be >= 0 (got {popularity_alpha!r})")
+            raise ConfigError(f"popularity_alpha must be >= 0 (got {popularity_alpha!r})")
         self.store, self.plan, self.num_negatives = store, plan, num_negatives
         self.negatives, self.popularity_alpha = negatives, popularity_alpha
         self._open = None

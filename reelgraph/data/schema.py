@@ -27,11 +27,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from reelgraph.errors import DataError  # noqa: F401 (the data layer's error, re-exported)
+
 SPLITS = ("train", "valid", "test")
-
-
-class DataError(ValueError):
-    """Bad input data: the message names the file and the column."""
 
 
 @dataclass(frozen=True)

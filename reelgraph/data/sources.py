@@ -19,6 +19,7 @@ import logging
 import os
 from dataclasses import asdict
 
+from reelgraph.data.schema import DataError
 from reelgraph.data.split import SplitConfig
 from reelgraph.data.store import GraphStore
 
@@ -36,7 +37,7 @@ def dataset_folder(data: str, cache_dir: str = DEFAULT_CACHE, seed: int = 0) -> 
         from reelgraph.data.synthetic import PRESETS, generate_world
         preset = data.partition(":")[2] or "default"
         if preset not in PRESETS:
-            raise ValueError(f"unknown synthetic preset '{preset}' (choose from {sorted(PRESETS)})")
+            raise DataError(f"unknown synthetic preset '{preset}' (choose from {sorted(PRESETS)})")
         config = PRESETS[preset]
         out = os.path.join(cache_dir, "worlds", f"{preset}-{_key(asdict(config))}")
         if not os.path.exists(os.path.join(out, "interactions.parquet")):
@@ -44,7 +45,7 @@ def dataset_folder(data: str, cache_dir: str = DEFAULT_CACHE, seed: int = 0) -> 
             generate_world(out, config, progress=True)
         return out
     if not os.path.isdir(data):
-        raise FileNotFoundError(f"--data {data!r}: no such folder (or use 'synthetic[:preset]')")
+        raise DataError(f"--data {data!r}: no such folder (or use 'synthetic[:preset]')")
     if os.path.exists(os.path.join(data, "interactions.parquet")):
         return data
     from reelgraph.data.readers import convert

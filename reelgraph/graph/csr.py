@@ -10,6 +10,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from reelgraph.errors import ConfigError
+
 CSR = tuple[Tensor, Tensor]
 
 
@@ -105,11 +107,11 @@ def check_fanouts(fanouts, num_layers: int, owner: str) -> None:
     if fanouts is None:
         return
     if len(fanouts) != num_layers:
-        raise ValueError(f"{owner}: {len(fanouts)} fanouts {list(fanouts)} for num_layers="
+        raise ConfigError(f"{owner}: {len(fanouts)} fanouts {list(fanouts)} for num_layers="
                          f"{num_layers}; give one per layer (seeds' hop first, -1 = all "
                          "neighbours) or fanouts=None for full-graph training")
     if any(k == 0 or k < -1 for k in fanouts):
-        raise ValueError(f"{owner}: fanouts {list(fanouts)} must be >= 1 or -1")
+        raise ConfigError(f"{owner}: fanouts {list(fanouts)} must be >= 1 or -1")
 
 
 @dataclass(frozen=True)

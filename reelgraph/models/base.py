@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from reelgraph.errors import ConfigError
 from reelgraph.graph import check_fanouts
 from reelgraph.samplers.batch import BPRBatch, GraphBatch
 from reelgraph.samplers.plans.base import Plan
@@ -53,11 +54,12 @@ def make_plan(config: ModelConfig, plan_cls: type[Plan], **given: Any) -> Plan:
 
 
 def check_values(owner: str, **values: float) -> None:
-    """Raises ``ValueError("<owner>: <name>=<value>; must be <rule>")`` for the first ``name=(value,
-    ok, rule)`` whose value is not a finite number passing ``ok``."""
+    """Raises ``ConfigError("<owner>: <name>=<value>; must be <rule>")`` (a ``ValueError``) for
+    the first ``name=(value, ok, rule)`` whose value is not a finite number passing ``ok``."""
     for name, (value, ok, rule) in values.items():
-        if not (isinstance(value, (int, float)) and math.isfinite(value) and ok(value)):
-            raise ValueError(f"{owner}: {name}={value!r}; must be {rule}")
+        if not (isinstance(value, (int, float)) and not isinstance(value, bool)
+                and math.isfinite(value) and ok(value)):
+            raise ConfigError(f"{owner}: {name}={value!r}; must be {rule}")
 
 
 @dataclass(frozen=True)
