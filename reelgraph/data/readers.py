@@ -348,7 +348,8 @@ def detect(src: str) -> str:
         if all(os.path.exists(os.path.join(src, f)) for f in files):
             return name
     known = "; ".join(f"{n}: {' + '.join(f)}" for n, f, _ in _READERS)
-    raise DataError(f"{src}: not a known dataset folder (expected one of {known})")
+    raise DataError(f"{src}: no interactions.parquet (a dataset folder's one required table; "
+                    f"see reelgraph/data/schema.py), nor a known real dataset ({known})")
 
 
 def convert(src: str, out_dir: str, *, overwrite: bool = False,

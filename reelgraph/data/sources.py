@@ -9,7 +9,9 @@
 - a folder of one of the real datasets in ``../shared/data`` (amazon-book-kgat, ml-100k, ml-1m,
   lastfm-kg): converted to Parquet first.
 
-Built stores are cached under ``cache_dir`` keyed by the source and the split settings.
+Built stores are cached under ``cache_dir`` keyed by the source and the split settings, and
+remember a fingerprint of their input files (:func:`fingerprint`): when an input changed since,
+the store is rebuilt (and logged), never silently reused stale.
 """
 from __future__ import annotations
 
@@ -27,8 +29,48 @@ log = logging.getLogger("reelgraph.data")
 DEFAULT_CACHE = os.environ.get("REELGRAPH_CACHE", os.path.join("artifacts", "cache"))
 
 
+_TAIL_BYTES = 1 << 16  # a Parquet file's footer (schema, row groups, statistics) lies in its tail
+
+
 def _key(*parts) -> str:
     return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+def fingerprint(folder: str, suffix: str | None = ".parquet") -> dict[str, str]:
+    """``{relative path: digest}`` of every file under ``folder`` ending in ``suffix`` (``None``:
+    every file); a digest hashes the file's size, modification time and last 64 KiB (a Parquet
+    file's footer), so an edited, replaced, added or removed file changes the fingerprint
+    without reading whole tables."""
+    out = {}
+    for dirpath, _, files in os.walk(folder):
+        for name in sorted(files):
+            if suffix is not None and not name.endswith(suffix):
+                continue
+            path = os.path.join(dirpath, name)
+            st = os.stat(path)
+            h = hashlib.sha1(f"{st.st_size}:{st.st_mtime_ns}".encode())
+            with open(path, "rb") as f:
+                f.seek(max(0, st.st_size - _TAIL_BYTES))
+                h.update(f.read())
+            out[os.path.relpath(path, folder)] = h.hexdigest()[:16]
+    return dict(sorted(out.items()))
+
+
+def _is_store(folder: str) -> bool:
+    """Whether ``folder`` is a built graph store (its ``meta.json`` is one), not merely a folder
+    holding some ``meta.json``."""
+    try:
+        with open(os.path.join(folder, "meta.json")) as f:
+            meta = json.load(f)
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and {"num_nodes", "splits", "version"} <= set(meta)
+
+
+def _changed(old: dict, new: dict) -> str:
+    """The files that differ between two fingerprints, for the log."""
+    names = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
 
 
 def dataset_folder(data: str, cache_dir: str = DEFAULT_CACHE, seed: int = 0) -> str:
@@ -51,22 +93,40 @@ def dataset_folder(data: str, cache_dir: str = DEFAULT_CACHE, seed: int = 0) -> 
     from reelgraph.data.readers import convert
     out = os.path.join(cache_dir, "parquet", f"{os.path.basename(os.path.normpath(data))}-"
                        f"{_key(os.path.abspath(data))}")
-    if not os.path.exists(os.path.join(out, "interactions.parquet")):
-        log.info("converting %s to Parquet in %s", data, out)
-        convert(data, out, overwrite=True)
+    raw, kept = fingerprint(data, None), os.path.join(out, "source.json")
+    if os.path.exists(os.path.join(out, "interactions.parquet")):
+        try:
+            with open(kept) as f:
+                if json.load(f) == raw:
+                    return out
+        except (OSError, ValueError):
+            pass
+        log.warning("the files of %s changed since they were converted (or no fingerprint was "
+                    "kept): converting again into %s", data, out)
+    log.info("converting %s to Parquet in %s", data, out)
+    convert(data, out, overwrite=True)
+    with open(kept + ".tmp", "w") as f:
+        json.dump(raw, f)
+    os.replace(kept + ".tmp", kept)
     return out
 
 
 def open_store(data: str, split: SplitConfig | None = None, cache_dir: str = DEFAULT_CACHE,
                rebuild: bool = False) -> GraphStore:
     """The graph store of ``data`` under ``split``, built on first use and cached."""
-    if os.path.exists(os.path.join(data, "meta.json")):
+    if _is_store(data):
         return GraphStore.open(data)
     split = split or SplitConfig()
     folder = dataset_folder(data, cache_dir)
     root = os.path.join(cache_dir, "stores", f"{os.path.basename(os.path.normpath(folder))}-"
                         f"{_key(os.path.abspath(folder), asdict(split))}")
-    if rebuild or not os.path.exists(os.path.join(root, "meta.json")):
-        log.info("building the graph store of %s in %s", folder, root)
-        return GraphStore.build(folder, root, split, overwrite=True)
-    return GraphStore.open(root)
+    source = fingerprint(folder)
+    if not rebuild and _is_store(root):
+        store = GraphStore.open(root)
+        old = store.meta.get("source")
+        if old == source:
+            return store
+        log.warning("the inputs of %s changed since its store was built (%s): rebuilding %s",
+                    folder, _changed(old or {}, source) if old else "no fingerprint kept", root)
+    log.info("building the graph store of %s in %s", folder, root)
+    return GraphStore.build(folder, root, split, overwrite=True, source=source)

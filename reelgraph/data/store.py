@@ -147,8 +147,10 @@ class GraphStore:
 
     @classmethod
     def build(cls, dataset: str, root: str, split: SplitConfig | None = None,
-              overwrite: bool = False) -> "GraphStore":
-        """Ingests the Parquet tables of folder ``dataset`` (see :mod:`reelgraph.data.schema`)."""
+              overwrite: bool = False, source: dict | None = None) -> "GraphStore":
+        """Ingests the Parquet tables of folder ``dataset`` (see :mod:`reelgraph.data.schema`);
+        ``source`` (the inputs' fingerprint, :func:`reelgraph.data.sources.fingerprint`) is kept
+        in ``meta["source"]``. A failed ingest leaves nothing behind."""
         from reelgraph.data.ingest import ingest  # the build steps live in their own module
         if os.path.exists(os.path.join(root, "meta.json")):
             if not overwrite:
@@ -156,10 +158,16 @@ class GraphStore:
             shutil.rmtree(root)
         tmp = root.rstrip("/") + ".partial"
         shutil.rmtree(tmp, ignore_errors=True)
-        meta = ingest(dataset, tmp, split or SplitConfig())
-        meta["version"] = FORMAT_VERSION
-        with open(os.path.join(tmp, "meta.json"), "w") as f:
-            json.dump(meta, f, indent=1)
+        try:
+            meta = ingest(dataset, tmp, split or SplitConfig())
+            meta["version"] = FORMAT_VERSION
+            if source is not None:
+                meta["source"] = source
+            with open(os.path.join(tmp, "meta.json"), "w") as f:
+                json.dump(meta, f, indent=1)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)  # no half-built `.partial` store is left
+            raise
         os.replace(tmp, root)  # a crash mid-build never leaves a half store behind
         return cls(root)
 

@@ -105,7 +105,7 @@ def test_movielens_refuses_the_wrong_link(tmp_path):
 
 
 def test_unknown_folder_and_overwrite(tmp_path):
-    with pytest.raises(DataError, match="not a known dataset folder"):
+    with pytest.raises(DataError, match="no interactions.parquet .* nor a known real dataset"):
         readers.convert(str(_write(tmp_path / "x", {"notes.txt": "hi"})), str(tmp_path / "o"))
     with pytest.raises(DataError, match="not a directory"):
         readers.convert(str(tmp_path / "missing"), str(tmp_path / "o"))
@@ -129,7 +129,7 @@ def test_cli(tmp_path):
     assert json.loads(done.stdout)["tables"] == {"interactions": 3}
     bad = subprocess.run(cmd + [str(tmp_path), str(tmp_path / "o2")], capture_output=True,
                          text=True)
-    assert bad.returncode == 2 and "not a known dataset folder" in bad.stderr
+    assert bad.returncode == 2 and "nor a known real dataset" in bad.stderr
 
 
 # ---------------------------------------------------------------- the real data (data/README.md)

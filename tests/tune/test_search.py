@@ -2,12 +2,21 @@
 
 1. A 4-trial ASHA grid (one good learning rate, three that barely learn, 2 at a time) finishes,
    stops at least one trial early, and writes best.yaml, the table and the plots; ``reelgraph
-   fit --config best.yaml`` trains from it.
+   fit --config best.yaml`` trains from it. The search runs once (module fixture ``asha_search``);
+   a TensorBoard server on its folder serves every trial with its values and ``hp_metric``
+   through the HParams plugin's HTTP API.
 2. A search whose first trial to reach epoch 1 fails (``--fail-at-epoch``) resumes: ``--resume``
    reruns that trial and every trial ends TERMINATED.
 """
 import glob
+import json
 import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
 
 import pandas as pd
 import pytest
@@ -54,16 +63,26 @@ def _space(tmp_path, text: str) -> str:
     return str(path)
 
 
-def test_asha_search_stops_early_and_best_yaml_fits(local_ray, world, tmp_path, capsys):
+ASHA_DIR = "asha"   # the ASHA search's folder under pytest's base temp (tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def asha_search(local_ray, world, tmp_path_factory):
+    """The 4-trial ASHA search of the small world, run once for the module; its Summary."""
     # lr 0.02 learns in one epoch; 1e-6.. barely move: whichever order the two concurrent trials
     # reach a rung in, a later slow trial is below the median of the rung and ASHA stops it
-    space = _space(tmp_path, "model.lr: {grid: [0.02, 1.0e-6, 2.0e-6, 3.0e-6]}\n"
-                             "data.num_negatives: {randint: [1, 5]}\n")
-    summary = run(["--config", _fit_yaml(tmp_path, world, 5), "--space", space,
-                   "--num-samples", "1", "--max-concurrent-trials", "2", "--cpus-per-trial", "1",
-                   "--scheduler", "asha", "--grace-period", "1", "--reduction-factor", "2",
-                   "--name", "asha", "--storage-path", str(tmp_path / "tune"), "--seed", "0",
-                   "--trainer.max_epochs", "3"])           # pass-through: overrides the YAML's 5
+    base = tmp_path_factory.mktemp(ASHA_DIR, numbered=False)
+    space = _space(base, "model.lr: {grid: [0.02, 1.0e-6, 2.0e-6, 3.0e-6]}\n"
+                         "data.num_negatives: {randint: [1, 5]}\n")
+    return run(["--config", _fit_yaml(base, world, 5), "--space", space,
+                "--num-samples", "1", "--max-concurrent-trials", "2", "--cpus-per-trial", "1",
+                "--scheduler", "asha", "--grace-period", "1", "--reduction-factor", "2",
+                "--name", "asha", "--storage-path", str(base / "tune"), "--seed", "0",
+                "--trainer.max_epochs", "3"])              # pass-through: overrides the YAML's 5
+
+
+def test_asha_search_stops_early_and_best_yaml_fits(asha_search, tmp_path_factory, capsys):
+    summary = asha_search
     table = summary.table
     assert summary.num_errors == 0 and len(table) == 4, table
     assert set(table["status"]) == {"TERMINATED"}
@@ -72,7 +91,7 @@ def test_asha_search_stops_early_and_best_yaml_fits(local_ray, world, tmp_path, 
     assert table.iloc[0]["trial_id"] == summary.best["trial_id"]
 
     out = summary.experiment_dir
-    assert out == str(tmp_path / "tune" / "asha")
+    assert out == str(tmp_path_factory.getbasetemp() / ASHA_DIR / "tune" / "asha")
     for name in ("best.yaml", "results.parquet", "results.csv", "curves.png", STATE_FILE,
                  "metric_vs_model.lr.png", "metric_vs_data.num_negatives.png"):
         assert os.path.isfile(os.path.join(out, name)), name
@@ -91,6 +110,88 @@ def test_asha_search_stops_early_and_best_yaml_fits(local_ray, world, tmp_path, 
     capsys.readouterr()
     fit_main(["fit", "--config", os.path.join(out, "best.yaml"), "--trainer.max_epochs", "1"])
     assert "MostPopular" in capsys.readouterr().out
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _get(url: str):
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return json.load(r)
+
+
+def _post(url: str, body: dict):
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as r:
+        return json.load(r)
+
+
+def test_tensorboard_serves_every_trial_with_its_hparams(asha_search, tmp_path):
+    # `tensorboard --logdir <experiment>` (the search's docstring): each trial's Lightning run
+    # <trial_id>/lightning is an HParams session with the trial's values and hp_metric (its best
+    # val/recall@20, written at every validation, so also for the trials ASHA stopped)
+    table = asha_search.table
+    runs = {f"trial_{row['trial_id']}/{LOG_SUBDIR}": row for row in table.to_dict("records")}
+    assert len(runs) == 4, table
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = open(tmp_path / "tensorboard.log", "w+")
+    tb = subprocess.Popen([sys.executable, "-m", "tensorboard.main", "--logdir",
+                           asha_search.experiment_dir, "--host", "127.0.0.1", "--port", str(port),
+                           "--load_fast=false"], stdout=log, stderr=subprocess.STDOUT,
+                          cwd=tmp_path)
+    everything = ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING"]
+    groups_request = {"experimentName": "", "allowedStatuses": everything, "colParams": [],
+                      "startIndex": 0, "sliceSize": 100, "includeMetrics": True}
+    try:
+        deadline, served = time.monotonic() + 60, set()
+        while True:  # until it answers and has loaded every trial's run (loading is async)
+            assert tb.poll() is None, f"tensorboard exited {tb.returncode}: " \
+                                      f"{(tmp_path / 'tensorboard.log').read_text()}"
+            try:
+                groups = _post(f"{url}/data/plugin/hparams/session_groups", groups_request)
+                served = {s["name"] for g in groups["sessionGroups"] for s in g["sessions"]}
+                if set(runs) <= served:
+                    break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            assert time.monotonic() < deadline, f"TensorBoard served {sorted(served)} after " \
+                                                f"60 s, not {sorted(runs)}"
+            time.sleep(0.5)
+
+        assert set(runs) <= set(_get(f"{url}/data/runs"))
+        tags = _get(f"{url}/data/plugin/scalars/tags")
+        for name in runs:
+            assert {METRIC, "hp_metric"} <= set(tags[name]), (name, sorted(tags[name]))
+        experiment = _post(f"{url}/data/plugin/hparams/experiment",
+                           {"experimentName": "", "includeMetrics": True})
+        assert {"model.lr", "data.num_negatives"} <= {h["name"] for h in experiment["hparamInfos"]}
+
+        sessions = {s["name"]: g for g in groups["sessionGroups"] for s in g["sessions"]}
+        for name, row in runs.items():
+            hparams = sessions[name]["hparams"]
+            assert hparams["model.lr"] == pytest.approx(row["model.lr"]), (name, hparams)
+            assert hparams["data.num_negatives"] == row["data.num_negatives"], (name, hparams)
+            # the session's metric values list only the metrics of the one Experiment summary
+            # TensorBoard picks (Ray's own TBX runs write one too): ask for hp_metric by name
+            evals = _post(f"{url}/data/plugin/hparams/metric_evals",
+                          {"experimentName": "", "sessionName": name,
+                           "metricName": {"tag": "hp_metric", "group": ""}})
+            assert evals, name                               # [[wall_time, step, value], ...]
+            assert evals[-1][2] == pytest.approx(row[f"best_{METRIC}"], rel=1e-5), (name, evals)
+            assert max(v for _, _, v in evals) == pytest.approx(evals[-1][2]), evals  # best so far
+    finally:
+        tb.terminate()
+        try:
+            tb.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            tb.kill()
+            tb.wait()
+        log.close()
 
 
 def test_interrupted_search_resumes(local_ray, world, tmp_path):
