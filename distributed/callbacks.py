@@ -6,6 +6,7 @@ they work (and are tested) in a plain Trainer too.
 from __future__ import annotations
 
 import os
+import signal
 import time
 
 from reelgraph.lightning_modules._pl import pl
@@ -16,7 +17,9 @@ class InjectedFault(RuntimeError):
 
 
 class FailOnce(pl.Callback):
-    """Raises :class:`InjectedFault` in one worker, mid-epoch, the first time only.
+    """Raises :class:`InjectedFault` in one worker, mid-epoch, the first time only; with
+    ``kill``, the worker process SIGKILLs itself instead (a real crash: no exception, no
+    cleanup, nothing reported).
 
     Args:
         marker: a file on storage every attempt sees (the run's storage folder); the fault fires
@@ -25,10 +28,13 @@ class FailOnce(pl.Callback):
         epoch: the epoch in which to fail.
         rank: the global rank that fails (the others then fail in their next collective).
         batch: the batch index within ``epoch`` at which to fail (default 1: mid-epoch).
+        kill: ``os.kill(os.getpid(), SIGKILL)`` instead of raising.
     """
 
-    def __init__(self, marker: str, epoch: int, rank: int = 0, batch: int = 1):
+    def __init__(self, marker: str, epoch: int, rank: int = 0, batch: int = 1,
+                 kill: bool = False):
         self.marker, self.epoch, self.rank, self.batch = marker, epoch, rank, batch
+        self.kill = kill
 
     def on_train_batch_start(self, trainer, module, batch, batch_idx: int) -> None:
         if (trainer.current_epoch, trainer.global_rank) != (self.epoch, self.rank):
@@ -38,6 +44,8 @@ class FailOnce(pl.Callback):
         os.makedirs(os.path.dirname(self.marker) or ".", exist_ok=True)
         with open(self.marker, "w") as f:
             f.write(f"epoch {self.epoch} batch {batch_idx} rank {self.rank} at {time.time():.0f}\n")
+        if self.kill:
+            os.kill(os.getpid(), signal.SIGKILL)
         raise InjectedFault(f"injected fault: rank {self.rank}, epoch {self.epoch}, batch "
                             f"{batch_idx} (--fail-at-epoch); marker {self.marker}")
 

@@ -23,6 +23,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import logging
 import os
@@ -99,6 +100,49 @@ class RayCLI(ReelGraphCLI):
         return prepare_trainer(pl.Trainer(**config))
 
 
+def _checkpoint_epoch(path: str) -> tuple[int, int] | None:
+    """``(epoch, global_step)`` of a Lightning checkpoint file, or ``None`` when it does not load
+    (half-written, truncated, missing)."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+        return int(ckpt["epoch"]), int(ckpt["global_step"])
+    except Exception:  # noqa: BLE001 (any failure to load means: not a complete checkpoint)
+        return None
+
+
+def newest_checkpoint(run_dir: str) -> tuple[str, tuple[int, int]] | None:
+    """The newest complete checkpoint under ``run_dir`` (``checkpoint_*/checkpoint.ckpt`` that
+    loads), by ``(epoch, global_step)``: ``(path, (epoch, step))``, or ``None``."""
+    found = []
+    for path in glob.glob(os.path.join(run_dir, "checkpoint_*", CHECKPOINT_FILE)):
+        at = _checkpoint_epoch(path)
+        if at is not None:
+            found.append((at, path))
+    if not found:
+        return None
+    at, path = max(found)
+    return path, at
+
+
+def resume_point(handed: str | None, run_dir: str | None) -> tuple[str | None, str]:
+    """Which checkpoint file to resume from, and why (for the log).
+
+    Ray hands over only checkpoints it registered, and it registers one when every rank's report
+    has been collected by a status poll (``ray/train/v2/_internal/execution/checkpoint/
+    report_handler.py: after_worker_group_poll_status``): a worker killed between its rank-0
+    peer's upload and that poll leaves a complete checkpoint on disk that Ray never hands over.
+    So the newest complete checkpoint on disk wins when it is newer than Ray's."""
+    disk = newest_checkpoint(run_dir) if run_dir and os.path.isdir(run_dir) else None
+    ray_at = _checkpoint_epoch(handed) if handed else None
+    if disk is None and ray_at is None:
+        return None, "no complete checkpoint: training from the start"
+    if disk is not None and (ray_at is None or disk[1] > ray_at):
+        why = ("Ray handed over none" if handed is None else
+               f"newer than the one Ray handed over (epoch {ray_at[0] if ray_at else '?'})")
+        return disk[0], f"the newest complete checkpoint on disk (epoch {disk[1][0]}), {why}"
+    return handed, f"the checkpoint Ray handed over (epoch {ray_at[0]}), the newest complete one"
+
+
 def train_func(config: dict) -> dict:
     """One Ray worker: build model, data and Trainer from the CLI arguments; fit; resume if asked.
 
@@ -113,14 +157,14 @@ def train_func(config: dict) -> dict:
         extra.append(FailOnce(**config["fault"]))
     cli = RayCLI(config["cli_args"], use_gpu=config.get("use_gpu", False), callbacks=extra,
                  sparse=config.get("sparse", False))
-    checkpoint = ray.train.get_checkpoint()  # the latest reported, after a failure or a rerun
+    checkpoint = ray.train.get_checkpoint()  # the latest registered, after a failure or rerun
     with checkpoint.as_directory() if checkpoint else nullcontext() as folder:
-        ckpt_path = os.path.join(folder, CHECKPOINT_FILE) if folder else None
-        if ckpt_path:
-            log.info("resuming from %s", ckpt_path)
+        handed = os.path.join(folder, CHECKPOINT_FILE) if folder else None
+        ckpt_path, why = resume_point(handed, config.get("run_dir"))
+        log.info("resume: %s%s", why, f" ({ckpt_path})" if ckpt_path else "")
         cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt_path)
     return {"start_epoch": history.start_epoch, "history": history.rows,
-            "throughput": timer.epochs, "resumed": checkpoint is not None,
+            "throughput": timer.epochs, "resumed": ckpt_path is not None, "resumed_from": why,
             "torch_threads": torch.get_num_threads()}
 
 
@@ -144,7 +188,8 @@ def build_trainer(cli_args: Sequence[str], num_workers: int, use_gpu: bool = Fal
     return TorchTrainer(
         train_func,
         train_loop_config={"cli_args": list(cli_args), "use_gpu": use_gpu, "fault": fault,
-                           "throughput": throughput, "sparse": sparse},
+                           "throughput": throughput, "sparse": sparse,
+                           "run_dir": os.path.join(storage_path, name) if local else None},
         scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu,
                                      resources_per_worker=resources),
         run_config=RunConfig(
@@ -186,6 +231,8 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, l
                        help="raise in one worker during this epoch")
     fault.add_argument("--fail-rank", type=int, default=0, help="the worker (global rank) that raises")
     fault.add_argument("--fail-at-batch", type=int, default=1, help="the batch at which it raises")
+    fault.add_argument("--fail-kill", action="store_true",
+                       help="the worker SIGKILLs itself instead of raising (a real crash)")
     args, rest = p.parse_known_args(argv)
     if args.num_workers < 1:
         p.error("--num-workers must be >= 1")
@@ -211,7 +258,8 @@ def _main(argv: list[str]) -> dict:
     RayCLI(cli_args, instantiate=False, sparse=args.sparse_embeddings)  # fail here, with jsonargparse's message, on a bad config
     name = args.name or "reelgraph-" + os.path.splitext(os.path.basename(args.config))[0]
     fault = None if args.fail_at_epoch is None else {
-        "epoch": args.fail_at_epoch, "rank": args.fail_rank, "batch": args.fail_at_batch}
+        "epoch": args.fail_at_epoch, "rank": args.fail_rank, "batch": args.fail_at_batch,
+        "kill": args.fail_kill}
     if args.address and not ray.is_initialized():
         ray.init(address=args.address)
     trainer = build_trainer(cli_args, args.num_workers, args.gpu, args.cpus_per_worker,

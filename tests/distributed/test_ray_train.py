@@ -1,7 +1,9 @@
 """Ray Train on 2 CPU workers over loopback, on a small planted world.
 
-Three real runs (about a minute each here): a clean 2-epoch run, a rerun of it to 3 epochs that
-must resume, and a run whose rank 1 raises mid-epoch 1 and must recover through FailureConfig.
+Four real runs (about a minute each here): a clean 2-epoch run, a rerun of it to 3 epochs that
+must resume, a run whose rank 1 raises mid-epoch 1 and must recover through FailureConfig, and
+one whose rank 1 is SIGKILLed mid-epoch 2 and must resume at epoch 2. The resume point itself
+(the newest complete checkpoint, Ray's or on disk) is tested without Ray first.
 """
 import os
 
@@ -10,7 +12,8 @@ import ray
 import torch
 
 from reelgraph.data.synthetic import WorldConfig, generate_world
-from reelgraph.distributed.train import CHECKPOINT_FILE, FAULT_MARKER, build_trainer
+from reelgraph.distributed.train import (CHECKPOINT_FILE, FAULT_MARKER, build_trainer,
+                                         resume_point)
 from reelgraph.lightning_modules.datamodule import RecDataModule
 from reelgraph.lightning_modules.module import RecModule
 from reelgraph.metrics import evaluate
@@ -111,3 +114,44 @@ def test_worker_failure_recovers_and_finishes_every_epoch(root, resumed):
     assert result.metrics["val/recall@20"] == pytest.approx(resumed.metrics["val/recall@20"],
                                                             rel=1e-6)
     assert result.metrics["step"] == resumed.metrics["step"]
+
+
+def test_worker_killed_with_sigkill_resumes_at_the_next_epoch(root, resumed):
+    """A real crash: rank 1 SIGKILLs itself mid-epoch 2, after the epochs 0 and 1 were reported.
+    The restarted group must start at epoch 2, not 0 (equal final metrics alone would not tell:
+    a deterministic rerun from scratch ends the same)."""
+    result = _fit(root, "kill", epochs=3, max_failures=1,
+                  fault={"epoch": 2, "rank": 1, "batch": 1, "kill": True})
+    assert os.path.exists(root / "ray" / "kill" / FAULT_MARKER)
+    back = result.return_value
+    assert back["resumed"] and back["start_epoch"] == 2, back["resumed_from"]
+    assert [h["epoch"] for h in back["history"]] == [2]
+    assert result.metrics["val/recall@20"] == pytest.approx(resumed.metrics["val/recall@20"],
+                                                            rel=1e-6)
+
+
+# -- the resume point, without Ray ----------------------------------------------------------
+def _ckpt(folder, epoch: int, step: int, truncate: bool = False) -> str:
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, CHECKPOINT_FILE)
+    torch.save({"epoch": epoch, "global_step": step, "state_dict": {"w": torch.ones(1000)}}, path)
+    if truncate:  # half-written: the upload was cut
+        with open(path, "r+b") as f:
+            f.truncate(os.path.getsize(path) // 2)
+    return path
+
+
+def test_resume_point_is_the_newest_complete_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    assert resume_point(None, str(run)) == (None, "no complete checkpoint: training from the start")
+    e0 = _ckpt(run / "checkpoint_2026-01-01_00-00-00.000000", 0, 10)
+    e1 = _ckpt(run / "checkpoint_2026-01-01_00-01-00.000000", 1, 20)
+    _ckpt(run / "checkpoint_2026-01-01_00-02-00.000000", 2, 30, truncate=True)  # never picked
+    path, why = resume_point(None, str(run))  # Ray handed over nothing (the race)
+    assert path == e1 and "on disk (epoch 1), Ray handed over none" in why
+    handed = _ckpt(tmp_path / "ray-copy", 0, 10)  # Ray handed over an older one
+    path, why = resume_point(handed, str(run))
+    assert path == e1 and "newer than the one Ray handed over (epoch 0)" in why
+    newest = _ckpt(tmp_path / "ray-newest", 1, 20)
+    assert resume_point(newest, str(run))[0] == newest  # Ray's is the newest: it is used
+    assert resume_point(e0, None)[0] == e0                # no run folder (remote storage)
