@@ -43,8 +43,7 @@ from reelgraph.distributed.callbacks import EpochHistory, FailOnce, TrainThrough
 from reelgraph.distributed.sparse import SparseRecModule
 from reelgraph.errors import exit_on_user_error
 from reelgraph.lightning_modules._pl import pl
-from reelgraph.lightning_modules.callbacks import EpochSummary
-from reelgraph.lightning_modules.cli import MONITOR, TRAINER_DEFAULTS, ReelGraphCLI
+from reelgraph.lightning_modules.cli import MONITOR, EmbeddedCLI
 from reelgraph.lightning_modules.datamodule import RecDataModule
 from reelgraph.lightning_modules.module import RecModule
 
@@ -54,11 +53,10 @@ FAULT_MARKER = "fault-injected"                            # in <storage-path>/<
 # what `reelgraph fit` (cli.main) passes; the CLI's own checkpoint callback is replaced by Ray's
 
 
-class RayCLI(ReelGraphCLI):
-    """The ``reelgraph fit`` parser; instantiates a Trainer for a Ray worker (or nothing).
+class RayCLI(EmbeddedCLI):
+    """The ``reelgraph fit`` parser in a Ray worker; its Trainer runs Ray's DDP strategy.
 
-    Args:
-        args: command-line style arguments (``["--config", path_or_yaml, "--trainer.x", ...]``).
+    Args (the rest as :class:`~reelgraph.lightning_modules.cli.EmbeddedCLI`):
         use_gpu: the workers hold one GPU each (accelerator ``gpu``), else ``cpu``.
         callbacks: added after the config's callbacks, before Ray's report callback.
         instantiate: False only parses and validates (the driver does this before starting Ray).
@@ -69,34 +67,13 @@ class RayCLI(ReelGraphCLI):
     def __init__(self, args: Sequence[str] | dict, use_gpu: bool = False,
                  callbacks: Sequence[pl.Callback] = (), instantiate: bool = True,
                  sparse: bool = False):
-        self._use_gpu, self._extra, self._instantiate = use_gpu, list(callbacks), instantiate
-        module = SparseRecModule if sparse else RecModule
-        argv, sys.argv = sys.argv, sys.argv[:1]  # a Ray worker's argv is Ray's, not ours
-        try:
-            super().__init__(module, RecDataModule, seed_everything_default=0, args=args,
-                             run=False, trainer_defaults=TRAINER_DEFAULTS,
-                             save_config_kwargs={"overwrite": True})
-        finally:
-            sys.argv = argv
-
-    def instantiate_classes(self) -> None:
-        if self._instantiate:
-            super().instantiate_classes()
+        super().__init__(args, SparseRecModule if sparse else RecModule, callbacks, use_gpu,
+                         instantiate)
 
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
-        config = dict(self.config_init.get("trainer") or {})
-        clash = {k: config[k] for k in ("strategy", "plugins", "num_nodes") if config.get(k) not in
-                 (None, "auto", 1, [])}
-        if clash:
-            log.warning("ignoring trainer settings Ray owns under Ray Train: %s", clash)
-        cli_callbacks = [self.config_init[k] for k in self.parser.callback_keys]
-        callbacks = [c for c in [*cli_callbacks, *(config.get("callbacks") or [])]
-                     if not isinstance(c, pl.callbacks.ModelCheckpoint)]  # Ray checkpoints
-        callbacks += [EpochSummary(), *self._extra, RayTrainReportCallback(),
-                      self.save_config_callback(self.parser, self.config, **self.save_config_kwargs)]
-        config.update(callbacks=callbacks, strategy=RayDDPStrategy(), devices="auto", num_nodes=1,
-                      plugins=[RayLightningEnvironment()], enable_checkpointing=False,
-                      accelerator="gpu" if self._use_gpu else "cpu", **kwargs)
+        config = self.trainer_config("Ray Train", [RayTrainReportCallback()])
+        config.update(strategy=RayDDPStrategy(), devices="auto",
+                      plugins=[RayLightningEnvironment()], **kwargs)
         return prepare_trainer(pl.Trainer(**config))
 
 

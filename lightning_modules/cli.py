@@ -94,6 +94,57 @@ class ReelGraphCLI(LightningCLI):
         print(f"embeddings: {paths['user']}, {paths['item']}")
 
 
+class EmbeddedCLI(ReelGraphCLI):
+    """The ``reelgraph fit`` parser inside another program (a Ray Train worker, a Tune trial):
+    it parses ``args`` only, never the host's ``sys.argv``, raises ``argparse.ArgumentError``
+    instead of exiting (``exit_on_error=False``), and with ``instantiate=False`` only parses and
+    validates. A subclass builds the Trainer from :meth:`trainer_config`.
+
+    Args:
+        args: ``["--config", yaml_text_or_path, "--key=value", ...]`` (or a config dict).
+        module: the LightningModule class (``RecModule``).
+        callbacks: added after the config's callbacks (its checkpoint callback is dropped).
+        use_gpu: accelerator ``gpu``, else ``cpu``.
+        instantiate: False only parses and validates.
+    """
+
+    def __init__(self, args, module: type = RecModule, callbacks=(), use_gpu: bool = False,
+                 instantiate: bool = True):
+        self._extra, self._use_gpu, self._instantiate = list(callbacks), use_gpu, instantiate
+        argv, sys.argv = sys.argv, sys.argv[:1]  # the host's argv is not ours
+        try:
+            super().__init__(module, RecDataModule, seed_everything_default=0, args=args,
+                             run=False, trainer_defaults=TRAINER_DEFAULTS,
+                             save_config_kwargs={"overwrite": True},
+                             parser_kwargs={"exit_on_error": False})
+        finally:
+            sys.argv = argv
+
+    def instantiate_classes(self) -> None:
+        if self._instantiate:
+            super().instantiate_classes()
+
+    def trainer_config(self, owner: str, callbacks=()) -> dict:
+        """The config's ``trainer`` keys with the host's: the config's callbacks minus its
+        checkpoint callback, then :class:`EpochSummary`, the extra ``callbacks`` and
+        ``callbacks`` given here, the config saver; no strategy, plugins or nodes of the
+        config's (``owner`` owns them; a warning says so), one node, the accelerator."""
+        config = dict(self.config_init.get("trainer") or {})
+        clash = {k: config[k] for k in ("strategy", "plugins", "num_nodes") if config.get(k) not in
+                 (None, "auto", 1, [])}
+        if clash:
+            log.warning("ignoring trainer settings %s owns: %s", owner, clash)
+        cli_callbacks = [self.config_init[k] for k in self.parser.callback_keys]
+        kept = [c for c in [*cli_callbacks, *(config.get("callbacks") or [])]
+                if not isinstance(c, pl.callbacks.ModelCheckpoint)]
+        config.update(callbacks=[*kept, EpochSummary(), *self._extra, *callbacks,
+                                 self.save_config_callback(self.parser, self.config,
+                                                           **self.save_config_kwargs)],
+                      enable_checkpointing=False, num_nodes=1, plugins=None, strategy="auto",
+                      accelerator="gpu" if self._use_gpu else "cpu")
+        return config
+
+
 def main(args=None) -> None:
     """``reelgraph ...`` (``args``: the arguments, default ``sys.argv[1:]``). A data or config
     error is one line on stderr and exit status 2; ``--traceback`` shows the stack."""

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -23,9 +22,7 @@ import torch
 
 from reelgraph.distributed.callbacks import InjectedFault
 from reelgraph.lightning_modules._pl import pl
-from reelgraph.lightning_modules.callbacks import EpochSummary
-from reelgraph.lightning_modules.cli import TRAINER_DEFAULTS, ReelGraphCLI
-from reelgraph.lightning_modules.datamodule import RecDataModule
+from reelgraph.lightning_modules.cli import EmbeddedCLI
 from reelgraph.lightning_modules.module import RecModule
 from reelgraph.tune.space import apply, plain
 
@@ -40,7 +37,7 @@ def metric_names(ks: Sequence[int]) -> list[str]:
     return [f"val/{m}@{k}" for k in ks for m in RANKING_METRICS]
 
 
-class TrialCLI(ReelGraphCLI):
+class TrialCLI(EmbeddedCLI):
     """The ``reelgraph fit`` parser (no subcommand, ``run=False``); per trial, its Trainer.
 
     Args:
@@ -57,36 +54,13 @@ class TrialCLI(ReelGraphCLI):
     def __init__(self, args: Sequence[str], callbacks: Sequence[pl.Callback] = (),
                  logger: Any = None, root_dir: str | None = None, use_gpu: bool = False,
                  instantiate: bool = True):
-        self._extra, self._logger, self._root = list(callbacks), logger, root_dir
-        self._use_gpu, self._instantiate = use_gpu, instantiate
-        argv, sys.argv = sys.argv, sys.argv[:1]  # a Ray worker's argv is Ray's, the driver's ours
-        try:
-            super().__init__(RecModule, RecDataModule, seed_everything_default=0, args=list(args),
-                             run=False, trainer_defaults=TRAINER_DEFAULTS,
-                             save_config_kwargs={"overwrite": True},
-                             parser_kwargs={"exit_on_error": False})
-        finally:
-            sys.argv = argv
-
-    def instantiate_classes(self) -> None:
-        if self._instantiate:
-            super().instantiate_classes()
+        self._logger, self._root = logger, root_dir
+        super().__init__(list(args), RecModule, callbacks, use_gpu, instantiate)
 
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
-        config = {**(self._get(self.config_init, "trainer", default={}) or {})}
-        clash = {k: config[k] for k in ("strategy", "plugins", "num_nodes") if config.get(k) not in
-                 (None, "auto", 1, [])}
-        if clash:
-            log.warning("ignoring trainer settings a single-process trial owns: %s", clash)
-        cli_callbacks = [self._get(self.config_init, k) for k in self.parser.callback_keys]
-        callbacks = [c for c in [*cli_callbacks, *(config.get("callbacks") or [])]
-                     if not isinstance(c, pl.callbacks.ModelCheckpoint)]  # no checkpoints yet
-        callbacks += [EpochSummary(), *self._extra,
-                      self.save_config_callback(self.parser, self.config, **self.save_config_kwargs)]
-        config.update(callbacks=callbacks, logger=self._logger, enable_checkpointing=False,
-                      enable_progress_bar=False, enable_model_summary=False, strategy="auto",
-                      devices=1, num_nodes=1, plugins=None,
-                      accelerator="gpu" if self._use_gpu else "cpu", **kwargs)
+        config = self.trainer_config("a single-process trial")
+        config.update(logger=self._logger, enable_progress_bar=False, enable_model_summary=False,
+                      devices=1, **kwargs)
         if self._root:
             config["default_root_dir"] = self._root
         return self.trainer_class(**config)
