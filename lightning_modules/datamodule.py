@@ -33,8 +33,9 @@ class RecDataModule(pl.LightningDataModule):
         split: how interactions are split (ignored when ``data`` is a built store).
         batch_size: positives per training batch.
         num_negatives: negatives per positive (never a training positive).
-        negatives: how they are drawn: ``"uniform"`` over items, or ``"popularity"``, with
-            probability ``∝ train count ** popularity_alpha``.
+        negatives: how they are drawn: ``"uniform"`` over items, ``"popularity"``, with
+            probability ``∝ train count ** popularity_alpha``, or ``"in_batch"``: other rows'
+            positives of the same batch.
         popularity_alpha: the exponent of ``"popularity"`` negatives (0.75 as word2vec).
         eval_batch_size: users per evaluation batch (bounds evaluation memory with the module's
             ``item_chunk_size``).
@@ -58,7 +59,7 @@ class RecDataModule(pl.LightningDataModule):
                  pin_memory: bool | None = None, prefetch_factor: int = 2,
                  cache_dir: str = DEFAULT_CACHE, rebuild: bool = False, seed: int = 0,
                  eval_users: int | None = None, plan: Plan | None = None,
-                 negatives: Literal["uniform", "popularity"] = "uniform",
+                 negatives: Literal["uniform", "popularity", "in_batch"] = "uniform",
                  popularity_alpha: float = 0.75):
         super().__init__()
         for flag, value, low in (("batch_size", batch_size, 1), ("num_negatives", num_negatives, 1),

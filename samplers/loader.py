@@ -23,7 +23,8 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from reelgraph.errors import ConfigError
 from reelgraph.samplers.batch import BPRBatch, mixed_seed
-from reelgraph.samplers.negative import popularity_cdf, popularity_negatives, uniform_negatives
+from reelgraph.samplers.negative import (in_batch_sampled_negatives, popularity_cdf,
+                                         popularity_negatives, uniform_negatives)
 from reelgraph.samplers.plans.base import Plan
 
 
@@ -73,7 +74,7 @@ class EdgeBatchSampler(DistributedSampler):
                              perm[start: start + self.batch_size])
 
 
-NEGATIVES = ("uniform", "popularity")
+NEGATIVES = ("uniform", "popularity", "in_batch")
 _KEY_CHUNK = 1 << 24  # edges per chunk while building the key array
 
 
@@ -102,7 +103,8 @@ class TrainBatches(Dataset):
             process memory-maps it) or an in-memory store.
         plan: the model's sampling plan.
         num_negatives: negatives per positive.
-        negatives: ``"uniform"`` over items, or ``"popularity"``: ``∝ train count ** alpha``.
+        negatives: ``"uniform"`` over items, ``"popularity"``: ``∝ train count ** alpha``, or
+            ``"in_batch"``: other rows' positives of the same batch (``∝`` their popularity).
         popularity_alpha: the exponent of ``"popularity"`` (0: uniform over seen items).
     """
 
@@ -136,7 +138,10 @@ class TrainBatches(Dataset):
         gen = torch.Generator().manual_seed(index.seed)
         edges = torch.from_numpy(index.edges)
         users, pos = graph.edge_users(edges), graph.col[edges].long()
-        if cdf is None:
+        if self.negatives == "in_batch":
+            neg = in_batch_sampled_negatives(users, pos, keys, graph.num_items,
+                                             self.num_negatives, generator=gen)
+        elif cdf is None:
             neg = uniform_negatives(users, keys, graph.num_items, self.num_negatives, generator=gen)
         else:
             neg = popularity_negatives(users, keys, cdf, self.num_negatives, generator=gen)

@@ -132,6 +132,31 @@ def in_batch_negatives(users: Tensor, items: Tensor, pos_keys: Positives, num_it
     return neg, valid
 
 
+def in_batch_sampled_negatives(users: Tensor, items: Tensor, pos_keys: Positives, num_items: int,
+                               num_negatives: int = 1, *, generator: torch.Generator | None = None,
+                               max_rounds: int = 20) -> Tensor:
+    """``[B, num_negatives]`` negatives drawn from the batch's own positives ``items [B]`` (so
+    with probability ``∝`` popularity within the batch), each from a row other than its own; a
+    draw that is one of the user's positives is redrawn, after ``max_rounds // 2`` rounds
+    uniformly over all items (a batch whose positives are all the user's own)."""
+    b = users.numel()
+    if b < 2:
+        return uniform_negatives(users, pos_keys, num_items, num_negatives, generator=generator,
+                                 max_rounds=max_rounds)
+    row = torch.randint(b - 1, (b, num_negatives), device=users.device, generator=generator)
+    row = row + (row >= torch.arange(b, device=users.device).unsqueeze(1)).long()  # skip own
+    neg = items[row].long()
+    rounds = [0]
+
+    def draw(n: int) -> Tensor:
+        rounds[0] += 1
+        if rounds[0] <= max_rounds // 2:
+            return items[torch.randint(b, (n,), device=users.device, generator=generator)].long()
+        return torch.randint(num_items, (n,), device=users.device, generator=generator)
+
+    return _redraw_positives(users, neg, pos_keys, num_items, draw, max_rounds)
+
+
 def hard_negatives(scores: Tensor, users: Tensor, pos_keys: Positives, num_negatives: int = 1, *,
                    rank_range: tuple[int, int] = (2000, 5000),
                    generator: torch.Generator | None = None) -> Tensor:

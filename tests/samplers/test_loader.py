@@ -126,3 +126,19 @@ def test_bad_negative_settings_fail_with_their_name(store):
         args = dict(num_negatives=2) | kw
         with pytest.raises(ValueError, match=match):
             train_loader(store, Plan(), 64, args.pop("num_negatives"), **args)
+
+
+def test_in_batch_negatives_are_other_rows_positives(store):
+    g = store.graph("train")
+    loader = train_loader(store, Plan(), 256, 4, seed=2, negatives="in_batch")
+    redrawn = total = 0
+    for b in loader:
+        users = b.users.unsqueeze(1).expand_as(b.neg)
+        assert not torch.isin(users * g.num_items + b.neg, g.keys()).any()  # never a positive
+        in_batch = torch.isin(b.neg, b.pos)
+        redrawn += int((~in_batch).sum())
+        total += b.neg.numel()
+    assert redrawn < 0.01 * total  # the uniform fallback is rare
+    again = [b.neg for b in train_loader(store, Plan(), 256, 4, seed=2, negatives="in_batch",
+                                         num_workers=2)]
+    assert all(torch.equal(x, b.neg) for x, b in zip(again, loader))
