@@ -36,9 +36,13 @@ class IdMap:
         """Indices of ``raw`` as int64, ``-1`` where a raw id is unknown."""
         if isinstance(raw, pa.ChunkedArray):
             raw = raw.combine_chunks()
-        if raw.type != self.ids.type:
-            raw = raw.cast(pa.string()) if pa.types.is_string(self.ids.type) else raw.cast(self.ids.type)
-        idx = pc.index_in(raw, value_set=self.ids)
+        ids = self.ids
+        if raw.type != ids.type:
+            try:
+                raw = raw.cast(pa.string()) if pa.types.is_string(ids.type) else raw.cast(ids.type)
+            except pa.ArrowInvalid:  # strings that are no numbers, against int ids: compare text
+                raw, ids = raw.cast(pa.string()), ids.cast(pa.string())
+        idx = pc.index_in(raw, value_set=ids)
         return pc.fill_null(idx, -1).to_numpy(zero_copy_only=False).astype(np.int64)
 
     def raw(self, index: np.ndarray) -> pa.Array:

@@ -85,14 +85,19 @@ def _batches(path: str, spec: schema.TableSpec, columns: list[str],
     ``split`` values) are raised after the last batch, with the whole table's counts; no batch
     from the first bad one on is yielded."""
     nulls = {c: 0 for c in spec.ids if c in columns}
+    empty = dict.fromkeys(nulls, 0)
     bad_split, clean = 0, True
     try:
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows, columns=columns):
+        file = pq.ParquetFile(path, page_checksum_verification=True)  # where the writer wrote them
+        for batch in file.iter_batches(batch_size=batch_rows, columns=columns):
             for c in nulls:
                 nulls[c] += batch.column(c).null_count
+                if pa.types.is_string(batch.column(c).type) or pa.types.is_large_string(
+                        batch.column(c).type):
+                    empty[c] += pc.sum(pc.equal(batch.column(c), "")).as_py() or 0
             if "split" in columns:
                 bad_split += _bad_splits(batch.column("split"))
-            clean = clean and not bad_split and not any(nulls.values())
+            clean = clean and not bad_split and not any(nulls.values()) and not any(empty.values())
             if clean:
                 yield batch
     except (OSError, pa.ArrowException) as e:
@@ -100,6 +105,9 @@ def _batches(path: str, spec: schema.TableSpec, columns: list[str],
     for c, n in nulls.items():
         if n:
             raise schema.DataError(f"{path}: column '{c}' has {n} null ids")
+    for c, n in empty.items():
+        if n:
+            raise schema.DataError(f"{path}: column '{c}' has {n} empty-string ids")
     if bad_split:
         raise schema.DataError(f"{path}: column 'split' has {bad_split} values outside {schema.SPLITS}")
 
@@ -148,12 +156,16 @@ def _read_interactions(path: str, names: list[str], method: str) -> _Interaction
             if c == "weight" or method == "temporal"}
     code = np.empty(n, dtype=np.int8) if method == "fixed" and "split" in names else None
     users, items, nan, lo = IdCollector(dtype), IdCollector(dtype), dict.fromkeys(numbers, 0), 0
+    inf, negative = dict.fromkeys(numbers, 0), 0
     for batch in _batches(path, schema.INTERACTIONS, columns):
         hi = lo + batch.num_rows
         u[lo:hi], i[lo:hi] = users.add(batch.column("user_id")), items.add(batch.column("item_id"))
         for c in numbers:
             values = _numbers(batch.column(c))
             nan[c] += int(np.isnan(values).sum())
+            inf[c] += int(np.isinf(values).sum())
+            if c == "weight":
+                negative += int((values < 0).sum())
             if c in kept:
                 kept[c][lo:hi] = values
         if code is not None:
@@ -162,6 +174,12 @@ def _read_interactions(path: str, names: list[str], method: str) -> _Interaction
     for c, count in nan.items():
         if count:
             raise schema.DataError(f"interactions.parquet: column '{c}' has {count} null/NaN values")
+    for c, count in inf.items():
+        if count:
+            raise schema.DataError(f"interactions.parquet: column '{c}' has {count} ±inf values")
+    if negative:
+        raise schema.DataError(f"interactions.parquet: column 'weight' has {negative} negative "
+                               "values (weights must be >= 0)")
     if method == "fixed" and code is None:
         raise schema.DataError("interactions.parquet: split method 'fixed' needs a 'split' column")
     (user_map, user_remap), (item_map, item_remap) = users.finish(), items.finish()
@@ -240,6 +258,11 @@ def _relation(root, out, spec, src_ids: IdMap, dst_col: str, dst_ids: IdMap, nam
     t = schema.read_table(path, spec)
     src, dst = src_ids.lookup(t[spec.ids[0]]), dst_ids.lookup(t[dst_col])
     ok = (src >= 0) & (dst >= 0)
+    if not ok.any():
+        raise schema.DataError(
+            f"{path}: none of its {len(ok)} rows has a {spec.ids[0]} the interactions mention "
+            f"(its ids are {t[spec.ids[0]].type}, the interactions' "
+            f"{src_ids.ids.type}?): the whole table would be dropped")
     _correct(corrections, f"{name}_unknown_ids", (~ok).sum(),
              f"{path}: rows whose ids no interaction mentions")
     key = _sorted_unique(src[ok] * len(dst_ids) + dst[ok])
@@ -311,6 +334,7 @@ class _FeatureMatrix:
         self.bad_rows, self.first_bad = 0, None  # rows with NaN/inf, the first one's item_id
         self.seen = np.zeros(len(items), dtype=bool)  # [num_items] has a feature row
         self.unknown = 0                        # rows of items no interaction mentions
+        self.duplicates = 0                     # rows of an item that already had one
 
     def add(self, batch: pa.RecordBatch) -> None:
         col = batch.column("feature")
@@ -320,6 +344,9 @@ class _FeatureMatrix:
         if self.uneven:
             return
         dim = int(self.first_length)
+        if dim == 0:
+            self.uneven = True  # reported by check(): empty vectors
+            return
         values = pc.list_flatten(col).to_numpy(zero_copy_only=False).astype(np.float32).reshape(-1, dim)
         bad = ~np.isfinite(values).all(1)                                      # [b]
         if bad.any() and self.first_bad is None:
@@ -332,10 +359,14 @@ class _FeatureMatrix:
         self.unknown += int((~ok).sum())
         if self.matrix is None:
             self.matrix = np.zeros((len(self.items), dim), dtype=np.float32)
-        self.matrix[idx[ok]] = values[ok]
+        rows = idx[ok]
+        self.duplicates += rows.size - np.unique(rows[~self.seen[rows]]).size  # repeats
+        self.matrix[rows] = values[ok]  # a repeated item: its last row in the file wins
         self.seen[idx[ok]] = True
 
     def check(self, path: str) -> None:
+        if self.uneven and self.first_length == 0:
+            raise schema.DataError(f"{path}: column 'feature' holds empty vectors (length 0)")
         if self.uneven:  # the message lists the whole column's lengths: re-read it (error path)
             col = pq.read_table(path, columns=["feature"])["feature"].combine_chunks()
             lengths = pc.list_value_length(col).to_numpy(zero_copy_only=False)
@@ -354,6 +385,8 @@ def _feature_column_error(path: str) -> str | None:
     t = fields.field("feature").type
     if not (pa.types.is_list(t) or pa.types.is_fixed_size_list(t) or pa.types.is_large_list(t)):
         return f"{path}: column 'feature' must be a list of floats, not {t}"
+    if not (pa.types.is_floating(t.value_type) or pa.types.is_integer(t.value_type)):
+        return f"{path}: column 'feature' must be a list of floats, not a list of {t.value_type}"
     return None
 
 
@@ -374,6 +407,8 @@ def _features(path: str, modality: str, items: IdMap, out: str, corrections) -> 
     acc.check(path)
     _correct(corrections, f"features_{modality}_unknown_items", acc.unknown,
              f"{path}: feature rows of items no interaction mentions, dropped")
+    _correct(corrections, f"features_{modality}_duplicate_items", acc.duplicates,
+             f"{path}: repeated feature rows of one item (the last one in the file is kept)")
     _correct(corrections, f"features_{modality}_missing_items", len(items) - int(acc.seen.sum()),
              f"{path}: items without a feature row get zeros")
     np.save(os.path.join(out, "features", f"{modality}.npy"), acc.matrix)

@@ -219,6 +219,8 @@ def _old_features(path, modality, items, out, corrections):
     _old_correct(corrections, f"features_{modality}_unknown_items", (~ok).sum(), "")
     matrix = np.zeros((len(items), dim), dtype=np.float32)
     matrix[idx[ok]] = values[ok]
+    # counted since (issue 13): repeated rows of one item, the last kept
+    _old_correct(corrections, f"features_{modality}_duplicate_items", ok.sum() - np.unique(idx[ok]).size, "")
     _old_correct(corrections, f"features_{modality}_missing_items", len(items) - np.unique(idx[ok]).size, "")
     np.save(os.path.join(out, "features", f"{modality}.npy"), matrix)
     return dim
