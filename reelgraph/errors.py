@@ -25,11 +25,16 @@ class ConfigError(ValueError):
 UserError = (DataError, ConfigError, argparse.ArgumentError)  # the last: the CLI's own parser
 
 
-def require(flag: str, value: Any, ok: Callable[[Any], bool], rule: str) -> None:
-    """Raises ``ConfigError("<flag>=<value>: must be <rule>")`` unless ``ok(value)``; a number
-    must also be finite (``bool`` is not a number here)."""
+def valid_number(value: Any, ok: Callable[[Any], bool] | None = None) -> bool:
+    """Whether ``value`` is a finite int or float (``bool`` is not a number here) and, if given,
+    ``ok(value)``."""
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not (number and math.isfinite(value) and ok(value)):
+    return number and math.isfinite(value) and (ok is None or bool(ok(value)))
+
+
+def require(flag: str, value: Any, ok: Callable[[Any], bool], rule: str) -> None:
+    """Raises ``ConfigError("<flag>=<value>: must be <rule>")`` unless :func:`valid_number`."""
+    if not valid_number(value, ok):
         raise ConfigError(f"{flag}={value!r}: must be {rule}")
 
 

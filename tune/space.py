@@ -20,12 +20,13 @@ against the fit config's own parser); each problem is one ``ValueError`` naming 
 from __future__ import annotations
 
 import json
-import math
 import re
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import yaml
+
+from reelgraph.errors import valid_number
 
 FLOAT_RANGES = {"uniform": 2, "loguniform": 2, "quniform": 3}   # name -> number of arguments
 INT_RANGES = {"randint": 2, "lograndint": 2}
@@ -95,14 +96,10 @@ class Param:
         return list(self.args)
 
 
-def _is_number(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-
-
 def _range(key: str, kind: str, args: Any) -> tuple:
     n = {**FLOAT_RANGES, **INT_RANGES}[kind]
     form = "[low, high, q]" if n == 3 else "[low, high]"
-    if not isinstance(args, list) or len(args) != n or not all(_is_number(a) for a in args):
+    if not isinstance(args, list) or len(args) != n or not all(valid_number(a) for a in args):
         raise ValueError(f"{key}: {kind} takes {form} (finite numbers), got {args!r}")
     if kind in INT_RANGES:
         if not all(isinstance(a, int) for a in args):

@@ -102,14 +102,17 @@ def _batches(path: str, spec: schema.TableSpec, columns: list[str],
                 yield batch
     except (OSError, pa.ArrowException) as e:
         raise schema.DataError(f"{path}: could not read columns {columns} ({e})") from e
-    for c, n in nulls.items():
-        if n:
-            raise schema.DataError(f"{path}: column '{c}' has {n} null ids")
-    for c, n in empty.items():
-        if n:
-            raise schema.DataError(f"{path}: column '{c}' has {n} empty-string ids")
+    _fail_on_counts(path, nulls, "null ids")
+    _fail_on_counts(path, empty, "empty-string ids")
     if bad_split:
         raise schema.DataError(f"{path}: column 'split' has {bad_split} values outside {schema.SPLITS}")
+
+
+def _fail_on_counts(path: str, counts: dict[str, int], what: str) -> None:
+    """``DataError("<path>: column '<c>' has <n> <what>")`` for the first column counted."""
+    for c, n in counts.items():
+        if n:
+            raise schema.DataError(f"{path}: column '{c}' has {n} {what}")
 
 
 def _numbers(col: pa.Array) -> np.ndarray:
@@ -171,12 +174,8 @@ def _read_interactions(path: str, names: list[str], method: str) -> _Interaction
         if code is not None:
             code[lo:hi] = _fixed_codes(batch.column("split"))
         lo = hi
-    for c, count in nan.items():
-        if count:
-            raise schema.DataError(f"interactions.parquet: column '{c}' has {count} null/NaN values")
-    for c, count in inf.items():
-        if count:
-            raise schema.DataError(f"interactions.parquet: column '{c}' has {count} ±inf values")
+    _fail_on_counts("interactions.parquet", nan, "null/NaN values")
+    _fail_on_counts("interactions.parquet", inf, "±inf values")
     if negative:
         raise schema.DataError(f"interactions.parquet: column 'weight' has {negative} negative "
                                "values (weights must be >= 0)")

@@ -1,7 +1,6 @@
 """What every recommender shares: its config bases, its interface and the ranking losses."""
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
@@ -9,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from reelgraph.errors import ConfigError
+from reelgraph.errors import ConfigError, valid_number
 from reelgraph.graph import check_fanouts
 from reelgraph.samplers.batch import BPRBatch, GraphBatch
 from reelgraph.samplers.plans.base import Plan
@@ -57,8 +56,7 @@ def check_values(owner: str, **values: float) -> None:
     """Raises ``ConfigError("<owner>: <name>=<value>; must be <rule>")`` (a ``ValueError``) for
     the first ``name=(value, ok, rule)`` whose value is not a finite number passing ``ok``."""
     for name, (value, ok, rule) in values.items():
-        if not (isinstance(value, (int, float)) and not isinstance(value, bool)
-                and math.isfinite(value) and ok(value)):
+        if not valid_number(value, ok):
             raise ConfigError(f"{owner}: {name}={value!r}; must be {rule}")
 
 
