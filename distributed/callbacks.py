@@ -22,9 +22,9 @@ class FailOnce(pl.Callback):
     cleanup, nothing reported).
 
     Args:
-        marker: a file on storage every attempt sees (the run's storage folder); the fault fires
-            only while it does not exist, and creates it before raising, so the restarted attempt
-            trains through.
+        marker: a file on storage every attempt sees (the run's storage folder, or a search's);
+            the fault fires only while it does not exist, and creates it before raising, so the
+            restarted attempt (and every other trial of a search) trains through.
         epoch: the epoch in which to fail.
         rank: the global rank that fails (the others then fail in their next collective).
         batch: the batch index within ``epoch`` at which to fail (default 1: mid-epoch).
@@ -42,7 +42,11 @@ class FailOnce(pl.Callback):
         if batch_idx != min(self.batch, trainer.num_training_batches - 1) or os.path.exists(self.marker):
             return
         os.makedirs(os.path.dirname(self.marker) or ".", exist_ok=True)
-        with open(self.marker, "w") as f:
+        try:  # created atomically: of concurrent processes (Tune trials) exactly one fails
+            fd = os.open(self.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return
+        with os.fdopen(fd, "w") as f:
             f.write(f"epoch {self.epoch} batch {batch_idx} rank {self.rank} at {time.time():.0f}\n")
         if self.kill:
             os.kill(os.getpid(), signal.SIGKILL)

@@ -66,9 +66,9 @@ class RayCLI(EmbeddedCLI):
 
     def __init__(self, args: Sequence[str] | dict, use_gpu: bool = False,
                  callbacks: Sequence[pl.Callback] = (), instantiate: bool = True,
-                 sparse: bool = False):
+                 sparse: bool = False, logger: Any = None):
         super().__init__(args, SparseRecModule if sparse else RecModule, callbacks, use_gpu,
-                         instantiate)
+                         instantiate, logger, logger and logger.root_dir)
 
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
         config = self.trainer_config("Ray Train", [RayTrainReportCallback()])
@@ -124,16 +124,17 @@ def train_func(config: dict) -> dict:
     """One Ray worker: build model, data and Trainer from the CLI arguments; fit; resume if asked.
 
     ``config``: ``cli_args`` (list), ``use_gpu`` (bool), optional ``fault`` (:class:`FailOnce`
-    kwargs), ``throughput`` and ``sparse`` (bool). Returns (rank 0's is the run's
+    kwargs), ``throughput`` and ``sparse`` (bool), ``callbacks`` (more Lightning callbacks) and
+    ``logger`` (instead of the config's; a Tune trial's). Returns (rank 0's is the run's
     ``return_value``) the epoch this attempt started at, every epoch's metrics and, if asked,
     the training throughput.
     """
     history, timer = EpochHistory(), TrainThroughput()
-    extra = [history] + ([timer] if config.get("throughput") else [])
+    extra = [history, *config.get("callbacks", ())] + ([timer] if config.get("throughput") else [])
     if config.get("fault"):
         extra.append(FailOnce(**config["fault"]))
     cli = RayCLI(config["cli_args"], use_gpu=config.get("use_gpu", False), callbacks=extra,
-                 sparse=config.get("sparse", False))
+                 sparse=config.get("sparse", False), logger=config.get("logger"))
     checkpoint = ray.train.get_checkpoint()  # the latest registered, after a failure or rerun
     with checkpoint.as_directory() if checkpoint else nullcontext() as folder:
         handed = os.path.join(folder, CHECKPOINT_FILE) if folder else None
@@ -149,28 +150,32 @@ def build_trainer(cli_args: Sequence[str], num_workers: int, use_gpu: bool = Fal
                   cpus_per_worker: float = 1.0, storage_path: str = "artifacts/ray_results",
                   name: str = "reelgraph", max_failures: int = 0, num_to_keep: int | None = 2,
                   fault: dict | None = None, throughput: bool = False,
-                  sparse: bool = False) -> TorchTrainer:
+                  sparse: bool = False, callbacks: Sequence[pl.Callback] = (),
+                  logger: Any = None, run_callbacks: Sequence[Any] = ()) -> TorchTrainer:
     """A ``TorchTrainer`` running :func:`train_func` on ``num_workers`` workers.
 
     ``fault``: ``{"epoch": E, "rank": R, "batch": B}`` arms :class:`FailOnce` with a marker in
-    the run folder (a local or shared ``storage_path``).
+    the run folder (a local or shared ``storage_path``) unless it names its own ``marker``.
+    ``callbacks`` and ``logger`` (picklable) go to every worker's Trainer; ``run_callbacks`` are
+    Ray Train's (e.g. Tune's ``TuneReportCallback``, for a run inside a Tune trial).
     """
     local = "://" not in storage_path
     storage_path = os.path.abspath(storage_path) if local else storage_path
     if fault is not None:
         if not local:
             raise ValueError("--fail-at-epoch needs a local or shared (NFS) --storage-path")
-        fault = {**fault, "marker": os.path.join(storage_path, name, FAULT_MARKER)}
+        fault = {"marker": os.path.join(storage_path, name, FAULT_MARKER), **fault}
     resources = {"CPU": cpus_per_worker, **({"GPU": 1} if use_gpu else {})}
     return TorchTrainer(
         train_func,
         train_loop_config={"cli_args": list(cli_args), "use_gpu": use_gpu, "fault": fault,
                            "throughput": throughput, "sparse": sparse,
+                           "callbacks": list(callbacks), "logger": logger,
                            "run_dir": os.path.join(storage_path, name) if local else None},
         scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu,
                                      resources_per_worker=resources),
         run_config=RunConfig(
-            name=name, storage_path=storage_path,
+            name=name, storage_path=storage_path, callbacks=list(run_callbacks),
             failure_config=FailureConfig(max_failures=max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=num_to_keep,
                                                checkpoint_score_attribute=MONITOR,

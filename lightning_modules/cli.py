@@ -106,11 +106,14 @@ class EmbeddedCLI(ReelGraphCLI):
         callbacks: added after the config's callbacks (its checkpoint callback is dropped).
         use_gpu: accelerator ``gpu``, else ``cpu``.
         instantiate: False only parses and validates.
+        logger, root_dir: the host's logger and ``default_root_dir`` (a Tune trial's), instead
+            of the config's.
     """
 
     def __init__(self, args, module: type = RecModule, callbacks=(), use_gpu: bool = False,
-                 instantiate: bool = True):
+                 instantiate: bool = True, logger=None, root_dir: str | None = None):
         self._extra, self._use_gpu, self._instantiate = list(callbacks), use_gpu, instantiate
+        self._logger, self._root = logger, root_dir
         argv, sys.argv = sys.argv, sys.argv[:1]  # the host's argv is not ours
         try:
             super().__init__(module, RecDataModule, seed_everything_default=0, args=args,
@@ -142,6 +145,10 @@ class EmbeddedCLI(ReelGraphCLI):
                                                            **self.save_config_kwargs)],
                       enable_checkpointing=False, num_nodes=1, plugins=None, strategy="auto",
                       accelerator="gpu" if self._use_gpu else "cpu")
+        if self._logger is not None:
+            config.update(logger=self._logger, enable_progress_bar=False)
+        if self._root:
+            config["default_root_dir"] = self._root
         return config
 
 

@@ -25,13 +25,19 @@ from reelgraph.tune.space import Param, apply, plain
 
 
 def last_attempt(history: pd.DataFrame | None) -> pd.DataFrame:
-    """The rows of a trial's last attempt: a trial rerun by ``--resume`` appends a second run
-    whose ``training_iteration`` starts again at 1."""
-    if history is None or len(history) == 0 or "training_iteration" not in history:
+    """A trial's history as its last attempt saw it, by ``epoch``: an attempt that continued from
+    a checkpoint at epoch ``e`` (a retry or ``--resume``) keeps the earlier attempts' epochs
+    before ``e``; one that started again at epoch 0 (no checkpoint) replaces them all."""
+    if history is None or len(history) == 0 or "epoch" not in history:
         return pd.DataFrame()
-    it = history["training_iteration"].to_numpy()
-    starts = [0] + [j for j in range(1, len(it)) if it[j] <= it[j - 1]]
-    return history.iloc[starts[-1]:].reset_index(drop=True)
+    epoch = history["epoch"].to_numpy()
+    starts = [j for j in range(1, len(epoch)) if epoch[j] <= epoch[j - 1]]
+    if not starts:
+        return history.reset_index(drop=True)
+    last = starts[-1]
+    before = history.iloc[:last]
+    kept = before[before["epoch"] < epoch[last]]
+    return pd.concat([kept, history.iloc[last:]]).reset_index(drop=True)
 
 
 def trial_histories(grid: Any) -> list[dict[str, Any]]:

@@ -31,7 +31,8 @@ import pandas as pd
 from reelgraph.lightning_modules.cli import MONITOR
 from reelgraph.tune import export
 from reelgraph.tune.space import Param, apply, check_keys, param_space, parse_space
-from reelgraph.tune.trial import TrialCLI, TrialSetup, metric_names, train_trial
+from reelgraph.tune.trial import (VALIDATIONS, TrialCLI, TrialSetup, metric_names,
+                                  train_trial)
 
 log = logging.getLogger("reelgraph")
 STATE_FILE = "search.json"   # <storage>/<name>/: what --resume needs besides Tune's own state
@@ -69,9 +70,14 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, l
     p.add_argument("--max-concurrent-trials", type=int, default=0,
                    help="trials running at once; 0: as many as the CPUs/GPUs allow")
     p.add_argument("--cpus-per-trial", type=float, default=1.0,
-                   help="CPUs reserved per trial (also its torch threads; add data.num_workers)")
+                   help="CPUs reserved per trial, or per worker with --workers-per-trial > 1 "
+                        "(also its torch threads; add data.num_workers)")
     p.add_argument("--gpus-per-trial", type=float, default=0.0,
-                   help="GPUs per trial (a fraction packs trials on one GPU); > 0 trains on gpu")
+                   help="GPUs per trial (a fraction packs trials on one GPU); > 0 trains on gpu; "
+                        "with --workers-per-trial > 1, one GPU per worker")
+    p.add_argument("--workers-per-trial", type=int, default=1,
+                   help="Ray Train workers (DDP ranks) per trial: > 1 makes each trial the "
+                        "driver of a TorchTrainer, as `python -m reelgraph.distributed.train`")
     p.add_argument("--scheduler", choices=("asha", "fifo"), default="asha",
                    help="asha: AsyncHyperBandScheduler stops trials whose metric is below the "
                         "top 1/reduction-factor at a rung; fifo: every trial runs to the end")
@@ -91,8 +97,14 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, l
                    help="where searches are kept (made absolute; local or shared, e.g. NFS)")
     p.add_argument("--resume", action="store_true",
                    help="continue the interrupted search <storage-path>/<name> (Tuner.restore; "
-                        "unfinished and failed trials run again, from scratch); its saved "
-                        "config, space and flags are used")
+                        "unfinished and failed trials continue from their latest checkpoint); "
+                        "its saved config, space and flags are used")
+    p.add_argument("--max-failures", type=int, default=0,
+                   help="retries of a failed trial (from its latest checkpoint) before it is "
+                        "ERROR")
+    p.add_argument("--no-checkpoints", dest="checkpoints", action="store_false",
+                   help="trials save no checkpoint at their validations (a retried or resumed "
+                        "trial then restarts at epoch 0)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampler (random or TPE)")
     p.add_argument("--num-cpus", type=int, default=None,
                    help="CPUs of the local Ray started when none runs (None: all)")
@@ -112,6 +124,8 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, l
     checks = [("--num-samples", args.num_samples >= 1), ("--cpus-per-trial", args.cpus_per_trial > 0),
               ("--gpus-per-trial", args.gpus_per_trial >= 0),
               ("--max-concurrent-trials", args.max_concurrent_trials >= 0),
+              ("--max-failures", args.max_failures >= 0),
+              ("--workers-per-trial", args.workers_per_trial >= 1),
               ("--grace-period", args.grace_period >= 1),
               ("--reduction-factor", args.reduction_factor > 1)]
     for flag, ok in checks:
@@ -144,6 +158,9 @@ def check_search(space: dict[str, Param], cfg: Any, args: argparse.Namespace) ->
         raise ValueError(f"--metric {args.metric}: RecModule does not log it with model.ks="
                          f"{list(cfg.get('model.ks') or ())}; one of: {', '.join(names)}")
     rounds = validation_rounds(cfg)
+    if args.workers_per_trial > 1 and (cfg.get("trainer.check_val_every_n_epoch") or 1) != 1:
+        raise ValueError("--workers-per-trial > 1: Ray Train reports every epoch, so set "
+                         "trainer.check_val_every_n_epoch 1")
     if args.scheduler == "asha":
         if rounds is None:
             raise ValueError("--scheduler asha: set trainer.max_epochs (ASHA's budget)")
@@ -174,7 +191,8 @@ def prepare(args: argparse.Namespace, rest: list[str], experiment_dir: str) -> d
     rounds = check_search(space, cfg, args)
     parser.instantiate_classes(cfg)["data"].prepare_data()  # the model's config is checked too
     setup = TrialSetup(tuple(cli_args), args.metric, experiment_dir, args.cpus_per_trial,
-                       args.gpus_per_trial, os.getcwd(), args.fail_at_epoch)
+                       args.gpus_per_trial, os.getcwd(), args.workers_per_trial,
+                       args.fail_at_epoch, args.checkpoints)
     state = {"setup": asdict(setup), "space": space_text, "config": os.path.abspath(args.config),
              "rounds": rounds, "max_epochs": cfg.get("trainer.max_epochs"),
              "flags": {k: v for k, v in vars(args).items() if k != "resume"}}
@@ -198,6 +216,27 @@ def start_ray(address: str | None, num_cpus: int | None) -> bool:
     return True
 
 
+def worker_groups(setup: TrialSetup) -> int:
+    """Trials of ``setup.workers`` > 1 the Ray cluster fits at once (0: no limit, one worker per
+    trial): their drivers reserve nothing, so without a limit Tune would start every trial at
+    once and their Train runs would queue for workers."""
+    import ray
+
+    if setup.workers == 1:
+        return 0
+    have = ray.cluster_resources()
+    fits = int(have.get("CPU", 0) // (setup.workers * setup.cpus))
+    if setup.gpus > 0:
+        fits = min(fits, int(have.get("GPU", 0) // setup.workers))
+    if fits < 1:
+        raise SystemExit(f"reelgraph-tune: a trial of {setup.workers} workers needs "
+                         f"{setup.workers * setup.cpus:g} CPUs"
+                         + (f" and {setup.workers} GPUs" if setup.gpus > 0 else "")
+                         + f"; the Ray cluster has {have.get('CPU', 0):g} CPUs, "
+                           f"{have.get('GPU', 0):g} GPUs")
+    return fits
+
+
 def trial_dirname(trial: Any) -> str:
     """``trial_<id>``: Ray's default folder name repeats every value of the trial."""
     return f"trial_{trial.trial_id}"
@@ -210,12 +249,15 @@ def make_tuner(state: dict[str, Any], args: argparse.Namespace, resume: bool) ->
     from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
 
     setup = TrialSetup(**{**state["setup"], "cli_args": tuple(state["setup"]["cli_args"])})
-    trainable = tune.with_resources(tune.with_parameters(train_trial, setup=setup),
-                                    {"cpu": setup.cpus, "gpu": setup.gpus})
+    # a multi-worker trial is only the driver of its TorchTrainer: the workers hold the CPUs
+    # (Tune needs some resource in a trial's bundle: 1 MiB of memory, no CPU)
+    driver = ({"cpu": setup.cpus, "gpu": setup.gpus} if setup.workers == 1
+              else {"cpu": 0, "memory": 1 << 20})
+    trainable = tune.with_resources(tune.with_parameters(train_trial, setup=setup), driver)
     if resume:
         return tune.Tuner.restore(setup.experiment_dir, trainable, resume_unfinished=True,
                                   resume_errored=True)
-    limit = args.max_concurrent_trials
+    limit = args.max_concurrent_trials or worker_groups(setup)
     if args.search == "optuna":
         from ray.tune.search.optuna import OptunaSearch
 
@@ -224,7 +266,7 @@ def make_tuner(state: dict[str, Any], args: argparse.Namespace, resume: bool) ->
     else:
         search = BasicVariantGenerator(max_concurrent=limit, random_state=args.seed)
     scheduler = FIFOScheduler() if args.scheduler == "fifo" else AsyncHyperBandScheduler(
-        time_attr="training_iteration", max_t=state["rounds"], grace_period=args.grace_period,
+        time_attr=VALIDATIONS, max_t=state["rounds"], grace_period=args.grace_period,
         reduction_factor=args.reduction_factor, stop_last_trials=False)  # Lightning ends a trial
     return tune.Tuner(
         trainable, param_space=param_space(parse_space(state["space"])),
@@ -232,7 +274,9 @@ def make_tuner(state: dict[str, Any], args: argparse.Namespace, resume: bool) ->
                                     scheduler=scheduler, num_samples=args.num_samples,
                                     trial_dirname_creator=trial_dirname),
         run_config=tune.RunConfig(name=os.path.basename(setup.experiment_dir),
-                                  storage_path=os.path.dirname(setup.experiment_dir)))
+                                  storage_path=os.path.dirname(setup.experiment_dir),
+                                  failure_config=tune.FailureConfig(max_failures=args.max_failures),
+                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=1)))
 
 
 def finish(grid: Any, state: dict[str, Any]) -> Summary:

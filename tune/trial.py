@@ -1,26 +1,33 @@
-"""One Tune trial: the same Lightning fit as ``reelgraph fit``, in the trial's process.
+"""One Tune trial: the same Lightning fit as ``reelgraph fit``, in the trial's process, or on
+several Ray Train workers (``--workers-per-trial``: :func:`_fit_workers`).
 
-:func:`train_trial` is the function trainable. It parses the fit YAML plus the trial's values
+:func:`train_trial` is the function trainable. With one worker it parses the fit YAML plus the trial's values
 (:func:`reelgraph.tune.space.apply`) with the CLI's own parser (:class:`TrialCLI`, a
 ``ReelGraphCLI`` with ``run=False``), builds a single-process Trainer and fits. After every
-validation :class:`TuneReport` sends the Trainer's metrics to Tune (so ASHA can stop the trial
-between epochs) and :class:`BestHParams` keeps TensorBoard's HParams table (the trial's values,
-``hp_metric`` = best metric so far) current, even for a trial ASHA stops. Trials write no model
-checkpoints (this first step: a stopped or failed trial restarts from scratch on ``--resume``).
+validated epoch :class:`TuneReport` sends the Trainer's metrics to Tune (so ASHA can stop the
+trial between epochs) with a Lightning checkpoint of that epoch's end, and :class:`BestHParams`
+keeps TensorBoard's HParams table (the trial's values, ``hp_metric`` = best metric so far)
+current, even for a trial ASHA stops. A trial that fails (and is retried, ``--max-failures``) or
+is continued by ``--resume`` starts from its latest checkpoint (``ray.tune.get_checkpoint``),
+at the epoch after it, as ``reelgraph fit --ckpt_path`` would.
 
-Only this module and :mod:`reelgraph.tune.search` import Ray; the callbacks take the report
-function as an argument, so they run in a plain Trainer too.
+The Lightning callbacks here take the report function as an argument, so they run in a plain
+Trainer too.
 """
 from __future__ import annotations
 
 import logging
 import os
+import shutil
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import torch
+from ray.tune.integration.ray_train import TuneReportCallback
 
-from reelgraph.distributed.callbacks import InjectedFault
+from reelgraph.distributed.callbacks import FailOnce
+from reelgraph.distributed.train import CHECKPOINT_FILE, build_trainer
 from reelgraph.lightning_modules._pl import pl
 from reelgraph.lightning_modules.cli import EmbeddedCLI
 from reelgraph.lightning_modules.module import RecModule
@@ -30,6 +37,9 @@ log = logging.getLogger("reelgraph")
 RANKING_METRICS = ("recall", "ndcg", "precision", "hitrate")
 LOG_SUBDIR = "lightning"           # <trial dir>/lightning: the Trainer's TensorBoard run
 FAULT_MARKER = "fault-injected"    # in the experiment folder (--fail-at-epoch)
+STAGING_DIR = "checkpoint-staging"   # <trial>/lightning/: written, then handed to Tune
+TRAIN_SUBDIR = "train"               # <trial>/train: a multi-worker trial's Ray Train run
+VALIDATIONS = "validations"          # reported: validations so far, over all attempts (ASHA's time)
 
 
 def metric_names(ks: Sequence[int]) -> list[str]:
@@ -54,38 +64,58 @@ class TrialCLI(EmbeddedCLI):
     def __init__(self, args: Sequence[str], callbacks: Sequence[pl.Callback] = (),
                  logger: Any = None, root_dir: str | None = None, use_gpu: bool = False,
                  instantiate: bool = True):
-        self._logger, self._root = logger, root_dir
-        super().__init__(list(args), RecModule, callbacks, use_gpu, instantiate)
+        super().__init__(list(args), RecModule, callbacks, use_gpu, instantiate, logger, root_dir)
 
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
         config = self.trainer_config("a single-process trial")
-        config.update(logger=self._logger, enable_progress_bar=False, enable_model_summary=False,
-                      devices=1, **kwargs)
-        if self._root:
-            config["default_root_dir"] = self._root
+        config.update(enable_model_summary=False, devices=1, **kwargs)
         return self.trainer_class(**config)
 
 
 class TuneReport(pl.Callback):
-    """Reports the Trainer's scalar metrics (and ``epoch``, 0-based) after each validation.
+    """Reports the Trainer's scalar metrics (and ``epoch``, 0-based, and ``step``, as Ray Train's
+    report callback does) at the end of each epoch
+    that ran a validation, with a checkpoint of that epoch's end when ``staging`` is given.
 
-    ``on_validation_end`` runs after the module has logged the epoch's ``val/*`` metrics (the
-    point ModelCheckpoint reads them); each report is one Tune ``training_iteration``. The
-    loggers are flushed first: a trial ASHA stops is ended inside this report.
+    ``on_train_epoch_end`` runs after the epoch's validation (its ``val/*`` metrics are in
+    ``callback_metrics``) and is where Ray Train's own report callback saves, so the checkpoint
+    resumes at the next epoch. ``validations`` counts the reports over all attempts (ASHA's time;
+Tune's ``training_iteration`` starts again in a retried multi-worker trial); ``report(metrics,
+    folder)`` gets the folder holding ``checkpoint.ckpt`` (``staging``, emptied first), or
+    ``None``. The loggers are flushed first: a trial ASHA stops is ended inside this report.
     """
 
-    def __init__(self, report: Callable[[dict], None]):
-        self.report = report
+    def __init__(self, report: Callable[[dict, str | None], None], staging: str | None = None):
+        self.report, self.staging, self._validated = report, staging, False
+        self.validations = 0
+
+    def state_dict(self) -> dict[str, Any]:  # a resumed trial goes on counting
+        return {"validations": self.validations}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.validations = state["validations"]
 
     def on_validation_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-        if trainer.sanity_checking:
+        self._validated = self._validated or not trainer.sanity_checking
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if not self._validated:
             return
+        self._validated = False
+        self.validations += 1
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
         for logger in trainer.loggers:  # a trial stopped at this report keeps its logs
             flush = getattr(logger.experiment, "flush", None)
             if callable(flush):
                 flush()
-        self.report({**metrics, "epoch": trainer.current_epoch})
+        folder = None
+        if self.staging:
+            shutil.rmtree(self.staging, ignore_errors=True)
+            os.makedirs(self.staging)
+            trainer.save_checkpoint(os.path.join(self.staging, CHECKPOINT_FILE))
+            folder = self.staging
+        self.report({**metrics, "epoch": trainer.current_epoch, "step": trainer.global_step,
+                     VALIDATIONS: self.validations}, folder)
 
 
 class BestHParams(pl.Callback):
@@ -98,6 +128,12 @@ class BestHParams(pl.Callback):
 
     def __init__(self, metric: str, values: dict[str, Any]):
         self.metric, self.values, self.best = metric, values, None
+
+    def state_dict(self) -> dict[str, Any]:  # in the trial's checkpoints: a resumed trial's
+        return {"best": self.best}          # hp_metric stays the best over all its epochs
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best = state["best"]
 
     def on_validation_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         value = trainer.callback_metrics.get(self.metric)
@@ -112,26 +148,6 @@ class BestHParams(pl.Callback):
             trainer.logger.log_metrics({"hp_metric": self.best}, step=trainer.global_step)
 
 
-class FailFirstTrial(pl.Callback):
-    """Fault drill: the first trial of a search to reach batch 1 of ``epoch`` raises
-    :class:`InjectedFault`, once. ``marker`` is created atomically (``O_EXCL``) by the one trial
-    that fails, so concurrent trials and the rerun after ``--resume`` train through."""
-
-    def __init__(self, marker: str, epoch: int):
-        self.marker, self.epoch = marker, epoch
-
-    def on_train_batch_start(self, trainer, module, batch, batch_idx: int) -> None:
-        if trainer.current_epoch != self.epoch or batch_idx != min(1, trainer.num_training_batches - 1):
-            return
-        try:
-            fd = os.open(self.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            return
-        os.close(fd)
-        raise InjectedFault(f"injected fault at epoch {self.epoch}, batch {batch_idx} "
-                            f"(--fail-at-epoch); marker {self.marker}")
-
-
 @dataclass(frozen=True)
 class TrialSetup:
     """What every trial of a search shares (JSON-able: saved in ``search.json`` for --resume).
@@ -140,9 +156,14 @@ class TrialSetup:
         cli_args: ``["--config", <fit YAML text>, *pass-through overrides]``.
         metric: the searched metric (``val/recall@20``).
         experiment_dir: ``<storage>/<name>``, local or shared; trials log under it.
-        cpus, gpus: resources of one trial (torch threads = ``int(cpus)``).
+        cpus, gpus: resources of one trial, or of each of its workers (torch threads
+            ``int(cpus)``; a GPU each when ``gpus`` > 0).
+        workers: Ray Train workers (DDP ranks) per trial; 1: the fit runs in the trial.
         cwd: the driver's working directory (relative paths of the fit YAML resolve from it).
-        fail_at_epoch: fault drill (:class:`FailFirstTrial`), ``None``: off.
+        fail_at_epoch: fault drill: the first trial to reach batch 1 of this epoch fails once
+            (:class:`~reelgraph.distributed.callbacks.FailOnce`, rank 0), ``None``: off.
+        checkpoints: report a checkpoint with every validation (a retried or resumed trial
+            continues from it), else none (it restarts from epoch 0).
     """
 
     cli_args: tuple[str, ...]
@@ -151,7 +172,9 @@ class TrialSetup:
     cpus: float = 1.0
     gpus: float = 0.0
     cwd: str = "."
+    workers: int = 1
     fail_at_epoch: int | None = None
+    checkpoints: bool = True
 
 
 def trial_log_dir(experiment_dir: str, tune_trial_dir: str) -> str:
@@ -161,9 +184,20 @@ def trial_log_dir(experiment_dir: str, tune_trial_dir: str) -> str:
     return os.path.join(experiment_dir, os.path.basename(tune_trial_dir.rstrip("/")), LOG_SUBDIR)
 
 
+class ValidationsReport(TuneReportCallback):
+    """Ray's ``TuneReportCallback`` (rank 0's metrics of each Train report to Tune) plus
+    ``validations``: Ray Train reports once per epoch and validation runs every epoch (the
+    search checks ``check_val_every_n_epoch`` 1), so it is ``epoch + 1``."""
+
+    def after_report(self, run_context, metrics, checkpoint):
+        first = {**metrics[0], VALIDATIONS: int(metrics[0]["epoch"]) + 1}
+        super().after_report(run_context, [first, *metrics[1:]], checkpoint)
+
+
 def train_trial(config: dict[str, Any], setup: TrialSetup) -> None:
     """The function trainable: fit the fit YAML with this trial's ``config`` (dotted key ->
-    value) applied; metrics go to Tune after every validation."""
+    value) applied; metrics go to Tune after every validation. One worker: the Lightning fit
+    runs in this process; ``setup.workers`` > 1: :func:`_fit_workers`."""
     import ray.tune
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -175,10 +209,42 @@ def train_trial(config: dict[str, Any], setup: TrialSetup) -> None:
     log_dir = trial_log_dir(setup.experiment_dir, ray.tune.get_context().get_trial_dir())
     logger = pl.loggers.TensorBoardLogger(os.path.dirname(log_dir), name="", version=LOG_SUBDIR,
                                           default_hp_metric=False)
-    callbacks: list[pl.Callback] = [BestHParams(setup.metric, values), TuneReport(ray.tune.report)]
+    marker = os.path.join(setup.experiment_dir, FAULT_MARKER)
+    if setup.workers > 1:
+        return _fit_workers(apply(setup.cli_args, values), values, setup, logger, marker)
+
+    def report(metrics: dict, folder: str | None) -> None:
+        ray.tune.report(metrics, checkpoint=folder and ray.tune.Checkpoint.from_directory(folder))
+
+    staging = os.path.join(log_dir, STAGING_DIR) if setup.checkpoints else None
+    callbacks: list[pl.Callback] = [BestHParams(setup.metric, values), TuneReport(report, staging)]
     if setup.fail_at_epoch is not None:
-        marker = os.path.join(setup.experiment_dir, FAULT_MARKER)
-        callbacks.append(FailFirstTrial(marker, setup.fail_at_epoch))
+        callbacks.append(FailOnce(marker, setup.fail_at_epoch))
     cli = TrialCLI(apply(setup.cli_args, values), callbacks=callbacks, logger=logger,
                    root_dir=os.path.dirname(log_dir), use_gpu=setup.gpus > 0)
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    checkpoint = ray.tune.get_checkpoint()  # the trial's latest, after a failure or --resume
+    with checkpoint.as_directory() if checkpoint else nullcontext() as folder:
+        ckpt_path = os.path.join(folder, CHECKPOINT_FILE) if folder else None
+        log.info("trial %s: %s", os.path.basename(os.path.dirname(log_dir)),
+                 f"resuming from its checkpoint {checkpoint.path}" if checkpoint
+                 else "starting at epoch 0")
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt_path)
+
+
+def _fit_workers(cli_args: list[str], values: dict[str, Any], setup: TrialSetup,
+                 logger: Any, marker: str) -> None:
+    """A trial on ``setup.workers`` Ray Train workers, as Ray documents Tune + Train V2: this
+    trial function is the driver of a ``TorchTrainer`` (:func:`reelgraph.distributed.train.
+    build_trainer`, the same workers as ``python -m reelgraph.distributed.train``), whose rank-0
+    report of every epoch reaches Tune through Ray's ``TuneReportCallback``; rank 0 also writes the
+    trial's TensorBoard run. The Train run is ``<trial>/train``: a retried or resumed trial fits
+    it again under the same name, so Ray Train continues from its latest checkpoint (Ray Train
+    always checkpoints at epoch ends, ``--no-checkpoints`` or not)."""
+    fault = None if setup.fail_at_epoch is None else {
+        "epoch": setup.fail_at_epoch, "rank": 0, "batch": 1, "marker": marker}
+    trainer = build_trainer(cli_args, setup.workers, setup.gpus > 0, setup.cpus,
+                            storage_path=os.path.dirname(logger.log_dir), name=TRAIN_SUBDIR,
+                            num_to_keep=1, fault=fault, logger=logger,
+                            callbacks=[BestHParams(setup.metric, values)],
+                            run_callbacks=[ValidationsReport()])
+    trainer.fit()

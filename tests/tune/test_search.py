@@ -6,7 +6,8 @@
    a TensorBoard server on its folder serves every trial with its values and ``hp_metric``
    through the HParams plugin's HTTP API.
 2. A search whose first trial to reach epoch 1 fails (``--fail-at-epoch``) resumes: ``--resume``
-   reruns that trial and every trial ends TERMINATED.
+   continues that trial from its epoch-0 checkpoint and every trial ends TERMINATED; with
+   ``--max-failures 1`` the failed trial is retried from its checkpoint within the search.
 """
 import glob
 import json
@@ -215,3 +216,52 @@ def test_interrupted_search_resumes(local_ray, world, tmp_path):
     assert set(table["trial_id"]) == set(first.table["trial_id"])
     assert failed in set(table["trial_id"])
     assert os.path.isfile(os.path.join(second.experiment_dir, "best.yaml"))
+    # the failed trial went on from its epoch-0 checkpoint: epoch 0 was trained once
+    assert _reported_epochs(second, failed) == [0, 1]
+
+
+def _reported_epochs(summary, trial_id: str) -> list[int]:
+    """The ``epoch`` of every report in the trial's result.json (all its attempts)."""
+    folder = summary.table.loc[summary.table["trial_id"] == trial_id, "trial_dir"].item()
+    with open(os.path.join(folder, "result.json")) as f:
+        return [json.loads(line)["epoch"] for line in f if line.strip()]
+
+
+def test_failed_trial_is_retried_from_its_checkpoint(local_ray, world, tmp_path):
+    summary = run(["--config", _fit_yaml(tmp_path, world, 3),
+                   "--space", _space(tmp_path, "model.lr: {grid: [0.01]}\n"),
+                   "--num-samples", "1", "--scheduler", "fifo", "--name", "retry",
+                   "--storage-path", str(tmp_path / "tune"), "--fail-at-epoch", "1",
+                   "--max-failures", "1"])
+    assert summary.num_errors == 0 and summary.table["status"].tolist() == ["TERMINATED"]
+    assert os.path.exists(os.path.join(summary.experiment_dir, FAULT_MARKER))  # it did fail
+    assert _reported_epochs(summary, summary.table["trial_id"].item()) == [0, 1, 2]
+
+
+def test_multi_worker_trials_report_retry_and_log(local_ray, world, asha_search, tmp_path):
+    # --workers-per-trial 2: the trial drives a 2-worker TorchTrainer. Its one trial fails at
+    # epoch 1 and is retried: Ray Train goes on from the epoch-0 checkpoint of <trial>/train
+    summary = run(["--config", _fit_yaml(tmp_path, world, 3),
+                   "--space", _space(tmp_path, "model.lr: {grid: [0.02]}\n"),
+                   "--num-samples", "1", "--scheduler", "fifo", "--workers-per-trial", "2",
+                   "--name", "workers", "--storage-path", str(tmp_path / "tune"),
+                   "--fail-at-epoch", "1", "--max-failures", "1"])
+    assert summary.num_errors == 0 and summary.table["status"].tolist() == ["TERMINATED"]
+    assert os.path.exists(os.path.join(summary.experiment_dir, FAULT_MARKER))  # it did fail
+    trial = summary.table["trial_id"].item()
+    assert _reported_epochs(summary, trial) == [0, 1, 2]
+    assert summary.table["epochs"].item() == 3
+    assert summary.best[f"best_{METRIC}"] > 0
+    folder = summary.table["trial_dir"].item()
+    assert glob.glob(os.path.join(folder, "train", "checkpoint_*", "checkpoint.ckpt"))
+    assert glob.glob(os.path.join(folder, LOG_SUBDIR, "events.out.tfevents.*"))
+    # each rank trains on half the edges: an epoch is half the steps of a one-process trial
+    with open(os.path.join(folder, "result.json")) as f:
+        steps = [json.loads(line)["step"] for line in f if line.strip()]
+    one = asha_search.table["trial_dir"].iloc[0]
+    with open(os.path.join(one, "result.json")) as f:
+        single = json.loads(f.readline())["step"]
+    assert steps == [steps[0] * (e + 1) for e in range(3)], steps
+    with open(os.path.join(folder, "result.json")) as f:   # ASHA's time goes on over the retry
+        assert [json.loads(line)["validations"] for line in f if line.strip()] == [1, 2, 3]
+    assert steps[0] in (single // 2, (single + 1) // 2), (steps, single)

@@ -193,7 +193,11 @@ def test_results_table_and_resumed_history():
 
     first = pd.DataFrame({"training_iteration": [1, 2, 1, 2, 3], "epoch": [0, 1, 0, 1, 2],
                           "val/recall@20": [0.1, 0.2, 0.15, 0.25, 0.3]})
-    assert last_attempt(first)["val/recall@20"].tolist() == [0.15, 0.25, 0.3]
+    assert last_attempt(first)["val/recall@20"].tolist() == [0.15, 0.25, 0.3]   # from scratch
+    went_on = pd.DataFrame({"training_iteration": [1, 2, 1, 2], "epoch": [0, 1, 1, 2],
+                            "val/recall@20": [0.1, 0.2, 0.22, 0.3]})        # from epoch 0's ckpt
+    assert last_attempt(went_on)["epoch"].tolist() == [0, 1, 2]
+    assert last_attempt(went_on)["val/recall@20"].tolist() == [0.1, 0.22, 0.3]
     space = parse_space("model.lr: {loguniform: [1.0e-3, 1.0e-1]}\nmodel.model: x")
     trials = [{"trial_id": "a", "config": {"model.lr": 0.01, "model.model": "x"}, "error": False,
                "history": last_attempt(first), "path": "/a"},
