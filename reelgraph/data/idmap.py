@@ -6,6 +6,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from reelgraph.data.schema import WRITE_OPTIONS
 MERGE_WORDS = 1 << 22  # IdCollector: pending distinct ids that trigger a merge
 
 
@@ -50,7 +51,7 @@ class IdMap:
         return self.ids.take(pa.array(np.asarray(index, dtype=np.int64)))
 
     def save(self, path: str) -> None:
-        pq.write_table(pa.table({"raw_id": self.ids}), path)
+        pq.write_table(pa.table({"raw_id": self.ids}), path, **WRITE_OPTIONS)
 
     @classmethod
     def load(cls, path: str) -> "IdMap":

@@ -9,7 +9,9 @@ peaks at ~5 GiB). Feature tables are streamed into their matrix too. The store w
 same, byte for byte, as the whole-table ingest's (``tests/data/test_ingest.py``).
 
 Every correction (duplicate interactions, ids unknown to the interactions, test pairs already in
-train, users too small to split) is logged as a warning and counted in ``meta["corrections"]``.
+train, users too small to split) is logged as a warning and counted in ``meta["corrections"]``;
+what the split leaves that skews metrics without changing a row (valid/test items never in
+train, a single user) is logged and counted in ``meta["warnings"]``.
 """
 from __future__ import annotations
 
@@ -25,13 +27,17 @@ import pyarrow.parquet as pq
 
 from reelgraph.data import schema
 from reelgraph.data.idmap import IdCollector, IdMap
-from reelgraph.data.split import (TRAIN, VALID, TEST, SplitConfig, carve_valid, ratio_split,
-                                  temporal_split, tied_slots)
+from reelgraph.data.split import (TRAIN, VALID, TEST, SplitConfig, carve_valid, eval_warnings,
+                                  ratio_split, temporal_split, tied_slots)
 
 log = logging.getLogger("reelgraph.data")
 SPLIT_NAMES = ("train", "valid", "test")
 _BATCH_ROWS = 1 << 20       # interaction rows read per batch
 _FEATURE_BYTES = 1 << 25    # bytes of feature values read per batch
+_WARNINGS = {"cold_eval_interactions": "valid/test interactions of items never in train",
+             "cold_eval_items": "items only in valid/test: untrained, rankable only by features",
+             "single_user": "one user: every metric describes one ranking",
+             "single_item": "one item: every ranking is trivial"}
 
 
 def _correct(corrections: dict, what: str, count: int, message: str) -> None:
@@ -368,6 +374,9 @@ class _FeatureMatrix:
             raise schema.DataError(f"{path}: column 'feature' holds empty vectors (length 0)")
         if self.uneven:  # the message lists the whole column's lengths: re-read it (error path)
             col = pq.read_table(path, columns=["feature"])["feature"].combine_chunks()
+            if col.null_count:
+                raise schema.DataError(f"{path}: column 'feature' has {col.null_count} null "
+                                       "vectors (drop those rows, or give every item a vector)")
             lengths = pc.list_value_length(col).to_numpy(zero_copy_only=False)
             raise schema.DataError(f"{path}: column 'feature' has rows of different lengths "
                                    f"({sorted(set(lengths.tolist()))[:5]})")
@@ -429,6 +438,9 @@ def ingest(root: str, out: str, cfg: SplitConfig) -> dict:
     os.makedirs(os.path.join(out, "ids"))
     os.makedirs(os.path.join(out, "features"))
     users, items = inter.users, inter.items
+    warnings = eval_warnings(inter.u, inter.i, code, len(users), len(items))
+    for what, count in warnings.items():
+        log.warning("%s: %d (%s)", what, count, _WARNINGS[what])
     users.save(os.path.join(out, "ids", "user.parquet"))
     items.save(os.path.join(out, "ids", "item.parquet"))
     _save_splits(out, inter, code, order)
@@ -447,4 +459,4 @@ def ingest(root: str, out: str, cfg: SplitConfig) -> dict:
             "split": {"method": method, "ratios": list(cfg.ratios), "valid_ratio": cfg.valid_ratio,
                       "seed": cfg.seed},
             "relations": relations, "kg_triples": num_triples, "features": features,
-            "corrections": corrections}
+            "corrections": corrections, "warnings": warnings}

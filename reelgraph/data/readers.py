@@ -50,7 +50,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from reelgraph.data.schema import (INTERACTIONS, ITEM_CREATOR, KG, USER_CREATOR, DataError,
+from reelgraph.data.schema import (WRITE_OPTIONS, INTERACTIONS, ITEM_CREATOR, KG, USER_CREATOR, DataError,
                                    read_table)
 
 DIRECTED_BY = "film.film.directed_by"
@@ -168,7 +168,7 @@ def _publish(out_dir: str, tables: dict[str, pa.Table], overwrite: bool) -> dict
     os.makedirs(tmp)
     try:
         for name, table in tables.items():
-            pq.write_table(table, _SPECS[name].filename(tmp))
+            pq.write_table(table, _SPECS[name].filename(tmp), **WRITE_OPTIONS)
             read_table(_SPECS[name].filename(tmp), _SPECS[name])  # the check consumers run
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -30,6 +30,8 @@ import pyarrow.parquet as pq
 from reelgraph.errors import DataError  # noqa: F401 (the data layer's error, re-exported)
 
 SPLITS = ("train", "valid", "test")
+# every Parquet file ReelGraph writes carries page CRCs, which the ingest verifies on read
+WRITE_OPTIONS = {"write_page_checksum": True}
 
 
 @dataclass(frozen=True)

@@ -125,6 +125,9 @@ def open_store(data: str, split: SplitConfig | None = None, cache_dir: str = DEF
         store = GraphStore.open(root)
         old = store.meta.get("source")
         if old == source:
+            noted = {**store.meta.get("corrections", {}), **store.meta.get("warnings", {})}
+            if noted:  # said when it was built; say it again for the run that reuses it
+                log.warning("cached store %s: its build corrected or flagged %s", root, noted)
             return store
         log.warning("the inputs of %s changed since its store was built (%s): rebuilding %s",
                     folder, _changed(old or {}, source) if old else "no fingerprint kept", root)

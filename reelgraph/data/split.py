@@ -126,3 +126,24 @@ def carve_valid(users: np.ndarray, code: np.ndarray, valid_ratio: float, seed: i
     sub, stats = ratio_split(users[train], (1.0 - valid_ratio, valid_ratio, 0.0), seed)
     code[train[sub == VALID]] = VALID
     return code, stats
+
+
+def eval_warnings(users: np.ndarray, items: np.ndarray, code: np.ndarray, num_users: int,
+                  num_items: int) -> dict[str, int]:
+    """What a split leaves that is not an error but skews its metrics (the ingest logs each as a
+    warning and records it in ``meta["warnings"]``; no row is changed).
+
+    Args: ``users, items, code [N]`` (the interactions and their split codes), the node counts.
+    Returns (non-zero entries only): ``cold_eval_interactions`` / ``cold_eval_items``: valid or
+    test interactions whose item never occurs in train (its embedding never trains, so a
+    collaborative model cannot rank it), and how many such items; ``single_user`` /
+    ``single_item``: 1 when the dataset has one user (the metrics describe one ranking) or one
+    item (every ranking is trivial).
+    """
+    trained = np.zeros(num_items, dtype=bool)
+    trained[items[code == TRAIN]] = True
+    cold = (code != TRAIN) & ~trained[items]
+    found = {"cold_eval_interactions": int(cold.sum()),
+             "cold_eval_items": int(np.unique(items[cold]).size),
+             "single_user": int(num_users == 1), "single_item": int(num_items == 1)}
+    return {k: v for k, v in found.items() if v}

@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 
 from reelgraph.data.idmap import IdMap
+from reelgraph.data.schema import WRITE_OPTIONS
 from reelgraph.data.split import SplitConfig
 from reelgraph.graph import BipartiteGraph, csr_rows
 
@@ -257,5 +258,6 @@ def write_embeddings(store: GraphStore, user_emb: Tensor, item_emb: Tensor, out_
         values = emb.detach().float().cpu().numpy()
         column = pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)), values.shape[1])
         paths[kind] = os.path.join(out_dir, f"{kind}s.parquet")
-        pq.write_table(pa.table({f"{kind}_id": store.ids(kind).ids, "embedding": column}), paths[kind])
+        pq.write_table(pa.table({f"{kind}_id": store.ids(kind).ids, "embedding": column}), paths[kind],
+                       **WRITE_OPTIONS)
     return paths

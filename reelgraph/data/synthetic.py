@@ -33,6 +33,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from reelgraph.data.schema import WRITE_OPTIONS
+
 MODALITIES = ("visual", "acoustic", "textual")
 EPOCH = 1_600_000_000        # the earliest timestamp, unix seconds
 _DAY = 86_400
@@ -317,7 +319,7 @@ def _write_users(out_dir: str, cfg: WorldConfig, cat: _Catalogue, items: pa.Arra
     counts = {"num_interactions": 0, "num_repeated_pairs": 0, "num_follows": 0}
     with contextlib.ExitStack() as stack:
         writer = stack.enter_context(pq.ParquetWriter(
-            os.path.join(out_dir, "interactions.parquet"), _INTERACTIONS))
+            os.path.join(out_dir, "interactions.parquet"), _INTERACTIONS, **WRITE_OPTIONS))
         follow_writer = None
         bar = stack.enter_context(tqdm(total=cfg.num_users, unit="user", disable=not progress))
         for c, first in enumerate(range(0, cfg.num_users, cfg.chunk_users)):
@@ -330,7 +332,7 @@ def _write_users(out_dir: str, cfg: WorldConfig, cat: _Catalogue, items: pa.Arra
             if f_user.size:
                 if follow_writer is None:  # opened lazily: no follows at all means no file
                     follow_writer = stack.enter_context(pq.ParquetWriter(
-                        os.path.join(out_dir, "user_creator.parquet"), _FOLLOWS))
+                        os.path.join(out_dir, "user_creator.parquet"), _FOLLOWS, **WRITE_OPTIONS))
                 follow_writer.write_table(pa.Table.from_arrays(
                     [pa.array(cfg.user_id_offset + first + f_user, pa.int64()),
                      creators.take(pa.array(f_creator))], schema=_FOLLOWS))
@@ -378,7 +380,7 @@ def _entity_triples(rng, cfg: WorldConfig) -> pa.Table:
 
 def _write_kg(out_dir: str, cfg: WorldConfig, cat: _Catalogue, items: pa.Array) -> int:
     rows = 0
-    with pq.ParquetWriter(os.path.join(out_dir, "kg.parquet"), _TRIPLES) as writer:
+    with pq.ParquetWriter(os.path.join(out_dir, "kg.parquet"), _TRIPLES, **WRITE_OPTIONS) as writer:
         for b, lo in enumerate(range(0, cfg.num_items, _ITEM_BLOCK)):
             hi = min(lo + _ITEM_BLOCK, cfg.num_items)
             table = _item_triples(_rng(cfg.seed, _KG, b), cfg, cat, items, lo, hi)
@@ -400,7 +402,7 @@ def _write_features(out_dir: str, cfg: WorldConfig, cat: _Catalogue, items: pa.A
         centroid = (np.sqrt(signal) * centroid).astype(np.float32)              # [C, d]
         schema = pa.schema([("item_id", pa.string()), ("feature", pa.list_(pa.float32(), dim))])
         path = os.path.join(out_dir, "features", f"{name}.parquet")
-        with pq.ParquetWriter(path, schema) as writer:
+        with pq.ParquetWriter(path, schema, **WRITE_OPTIONS) as writer:
             for b, lo in enumerate(range(0, cfg.num_items, _ITEM_BLOCK)):
                 hi = min(lo + _ITEM_BLOCK, cfg.num_items)
                 noise = _rng(cfg.seed, _FEATURES, m, b).standard_normal((hi - lo, dim), np.float32)
@@ -437,7 +439,7 @@ def generate_world(out_dir: str, config: WorldConfig | None = None, progress: bo
     item_creator = pa.table({"item_id": items,
                              "creator_id": creators.take(pa.array(cat.item_creator))})
     pq.write_table(item_creator, os.path.join(out_dir, "item_creator.parquet"),
-                   row_group_size=_ITEM_BLOCK)
+                   row_group_size=_ITEM_BLOCK, **WRITE_OPTIONS)
     stats = {"num_users": cfg.num_users, "num_items": cfg.num_items,
              "num_creators": cfg.num_creators, "num_communities": cfg.num_communities}
     stats.update(_write_users(out_dir, cfg, cat, items, creators, progress))

@@ -47,3 +47,19 @@ def test_carve_valid_only_moves_train():
     out, _ = carve_valid(users, code, 0.25, seed=0)
     assert (out[code == TEST] == TEST).all()
     assert [int(((users == u) & (out == VALID)).sum()) for u in (0, 1)] == [2, 2]
+
+
+def test_eval_warnings_count_cold_items_and_single_nodes():
+    from reelgraph.data.split import TEST, TRAIN, VALID, eval_warnings
+
+    users = np.array([0, 0, 1, 1, 1])
+    items = np.array([0, 1, 0, 2, 3])
+    code = np.array([TRAIN, TEST, TRAIN, VALID, TEST])     # item 0 trained; 1, 2, 3 never
+    assert eval_warnings(users, items, code, 2, 4) == {"cold_eval_interactions": 3,
+                                                       "cold_eval_items": 3}
+    code = np.array([TRAIN, TRAIN, TRAIN, TRAIN, TEST])    # only item 3's test pair is cold
+    assert eval_warnings(users, items, code, 2, 4) == {"cold_eval_interactions": 1,
+                                                       "cold_eval_items": 1}
+    one = np.zeros(3, dtype=np.int64)
+    assert eval_warnings(one, np.array([0, 1, 0]), np.array([TRAIN, TRAIN, TEST]), 1, 2) == {
+        "single_user": 1}

@@ -1,5 +1,7 @@
 """Bad settings through ``reelgraph fit``: one line on stderr naming the flag and the value given,
 exit status 2, nothing trained; ``--traceback`` shows the stack instead (issue 13, part 1)."""
+import json
+
 import pytest
 
 from reelgraph.errors import ConfigError, user_error
@@ -76,3 +78,49 @@ def test_user_error_is_found_through_a_wrapping_error():
     except ValueError as wrapped:
         assert str(user_error(wrapped)) == "x=1: must be 2"
     assert user_error(RuntimeError("a bug")) is None  # not a user error: the stack is shown
+
+
+def _interactions(folder, num_users: int) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder.mkdir(parents=True, exist_ok=True)
+    users = [u for u in range(num_users) for _ in range(6)]
+    items = [(u * 7 + k) % 40 for u in range(num_users) for k in range(6)]
+    pq.write_table(pa.table({"user_id": users, "item_id": items}), folder / "interactions.parquet")
+
+
+def test_an_input_edited_between_two_fits_rebuilds_the_store(tmp_path, caplog):
+    data = tmp_path / "ds"
+    args = ["fit", f"--data.data={data}", f"--data.cache_dir={tmp_path}/cache",
+            f"--trainer.default_root_dir={tmp_path}", "--trainer.max_epochs=1",
+            "--trainer.enable_progress_bar=false", "--data.batch_size=64"]
+    _interactions(data, 30)
+    main(args)
+    stores = list((tmp_path / "cache" / "stores").iterdir())
+    first = json.loads((stores[0] / "meta.json").read_text())
+    assert len(stores) == 1 and first["num_nodes"]["user"] == 30
+    _interactions(data, 45)                          # the user adds 15 users to the same file
+    with caplog.at_level("WARNING", logger="reelgraph.data"):
+        main(args)
+    second = json.loads((stores[0] / "meta.json").read_text())
+    assert second["num_nodes"]["user"] == 45, "the second fit trained on the stale store"
+    assert "changed since its store was built (interactions.parquet): rebuilding" in caplog.text
+
+
+def test_bad_data_through_fit_is_one_line(tmp_path, capsys):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    data = tmp_path / "ds"
+    _interactions(data, 10)
+    table = pq.read_table(data / "interactions.parquet")
+    weight = pa.array([1.0] * (table.num_rows - 1) + [float("inf")])
+    pq.write_table(table.append_column("weight", weight), data / "interactions.parquet")
+    with pytest.raises(SystemExit) as exit_:
+        main(["fit", f"--data.data={data}", f"--data.cache_dir={tmp_path}/cache",
+              f"--trainer.default_root_dir={tmp_path}", "--trainer.max_epochs=1"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "interactions.parquet: column 'weight' has 1 ±inf values" in err[0], err
+    assert not list((tmp_path / "cache").glob("**/*.partial"))

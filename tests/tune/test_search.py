@@ -108,6 +108,8 @@ def test_asha_search_stops_early_and_best_yaml_fits(asha_search, tmp_path_factor
     assert best["data"]["num_negatives"] == summary.best["data.num_negatives"]
     assert best["trainer"]["max_epochs"] == 3                 # the search's pass-through stays
     assert best["model"]["model"]["init_args"]["embedding_dim"] == 8
+    from reelgraph.distributed.train import RayCLI  # the Ray Train entry's parser takes it too
+    RayCLI(["--config", os.path.join(out, "best.yaml")], instantiate=False)
     capsys.readouterr()
     fit_main(["fit", "--config", os.path.join(out, "best.yaml"), "--trainer.max_epochs", "1"])
     assert "MostPopular" in capsys.readouterr().out
