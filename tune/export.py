@@ -152,6 +152,9 @@ def plot_curves(trials: Sequence[Mapping[str, Any]], metric: str, path: str,
         ax.plot(h["epoch"] + 1, h[metric], marker=".", lw=2.5 if t["trial_id"] == best_id else 1,
                 label=str(t["trial_id"])[-5:] if len(trials) <= 12 else None)
     ax.set_xlabel("epoch")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs
     ax.set_ylabel(metric)
     ax.set_title("per trial; short curves: stopped early", fontsize=9)
     if len(trials) <= 12:

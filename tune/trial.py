@@ -1,15 +1,15 @@
 """One Tune trial: the same Lightning fit as ``reelgraph fit``, in the trial's process, or on
 several Ray Train workers (``--workers-per-trial``: :func:`_fit_workers`).
 
-:func:`train_trial` is the function trainable. With one worker it parses the fit YAML plus the trial's values
-(:func:`reelgraph.tune.space.apply`) with the CLI's own parser (:class:`TrialCLI`, a
-``ReelGraphCLI`` with ``run=False``), builds a single-process Trainer and fits. After every
-validated epoch :class:`TuneReport` sends the Trainer's metrics to Tune (so ASHA can stop the
-trial between epochs) with a Lightning checkpoint of that epoch's end, and :class:`BestHParams`
-keeps TensorBoard's HParams table (the trial's values, ``hp_metric`` = best metric so far)
-current, even for a trial ASHA stops. A trial that fails (and is retried, ``--max-failures``) or
-is continued by ``--resume`` starts from its latest checkpoint (``ray.tune.get_checkpoint``),
-at the epoch after it, as ``reelgraph fit --ckpt_path`` would.
+:func:`train_trial` is the function trainable. With one worker it parses the fit YAML plus the
+trial's values (:func:`reelgraph.tune.space.apply`) with the CLI's own parser
+(:class:`TrialCLI`, a ``ReelGraphCLI`` with ``run=False``), builds a single-process Trainer and
+fits. After every validated epoch :class:`TuneReport` sends the Trainer's metrics to Tune (so
+ASHA can stop the trial between epochs) with a Lightning checkpoint of that epoch's end, and
+:class:`BestHParams` keeps TensorBoard's HParams table (the trial's values, ``hp_metric`` = best
+metric so far) current, even for a trial ASHA stops. A trial that fails (and is retried,
+``--max-failures``) or is continued by ``--resume`` starts from its latest checkpoint
+(``ray.tune.get_checkpoint``), at the epoch after it, as ``reelgraph fit --ckpt_path`` would.
 
 The Lightning callbacks here take the report function as an argument, so they run in a plain
 Trainer too.
@@ -73,16 +73,17 @@ class TrialCLI(EmbeddedCLI):
 
 
 class TuneReport(pl.Callback):
-    """Reports the Trainer's scalar metrics (and ``epoch``, 0-based, and ``step``, as Ray Train's
-    report callback does) at the end of each epoch
-    that ran a validation, with a checkpoint of that epoch's end when ``staging`` is given.
+    """Reports the Trainer's scalar metrics (with ``epoch``, 0-based, and ``step``, as Ray
+    Train's report callback does) at the end of each epoch that ran a validation, with a
+    checkpoint of that epoch's end when ``staging`` is given.
 
     ``on_train_epoch_end`` runs after the epoch's validation (its ``val/*`` metrics are in
     ``callback_metrics``) and is where Ray Train's own report callback saves, so the checkpoint
-    resumes at the next epoch. ``validations`` counts the reports over all attempts (ASHA's time;
-Tune's ``training_iteration`` starts again in a retried multi-worker trial); ``report(metrics,
-    folder)`` gets the folder holding ``checkpoint.ckpt`` (``staging``, emptied first), or
-    ``None``. The loggers are flushed first: a trial ASHA stops is ended inside this report.
+    resumes at the next epoch. ``validations`` counts the reports over all attempts (ASHA's
+    time: Tune's ``training_iteration`` starts again in a retried multi-worker trial).
+    ``report(metrics, folder)`` gets the folder holding ``checkpoint.ckpt`` (``staging``; Tune
+    copies it into the trial's ``checkpoint_*`` before the call returns, and it is removed
+    then), or ``None``. The loggers are flushed first: a trial ASHA stops ends in this report.
     """
 
     def __init__(self, report: Callable[[dict, str | None], None], staging: str | None = None):
@@ -116,6 +117,8 @@ Tune's ``training_iteration`` starts again in a retried multi-worker trial); ``r
             folder = self.staging
         self.report({**metrics, "epoch": trainer.current_epoch, "step": trainer.global_step,
                      VALIDATIONS: self.validations}, folder)
+        if folder:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 class BestHParams(pl.Callback):
