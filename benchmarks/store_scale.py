@@ -10,6 +10,8 @@ the store and read one user's row (opening must not grow with |E|).
     python benchmarks/store_scale.py --preset huge --keep    # ~100M interactions
     python benchmarks/store_scale.py --world artifacts/cache/worlds/huge-3bd536a448 \\
         --store artifacts/cache/stores/huge-store-check     # an existing world; keep the store
+    python benchmarks/store_scale.py --world artifacts/cache/worlds/huge-3bd536a448 \
+        --cache-dir artifacts/cache                         # the store `reelgraph fit` reuses
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ import shutil
 import tempfile
 import time
 
+from reelgraph.data.sources import open_store
 from reelgraph.data.split import SplitConfig
 from reelgraph.data.store import GraphStore
 from reelgraph.data.synthetic import PRESETS, generate_world
@@ -33,10 +36,16 @@ def folder_gib(root: str) -> float:
     return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(root) for f in fs) / 2**30
 
 
-def measure(world: str, root: str) -> None:
-    """Builds the store of ``world`` at ``root`` and prints the figures."""
+def measure(world: str, root: str | None, cache_dir: str | None = None) -> None:
+    """Builds the store of ``world`` at ``root`` (or, with ``cache_dir``, where ``reelgraph fit
+    --data.data <world> --data.cache_dir <cache_dir>`` looks for it, rebuilt) and prints the
+    figures."""
     t = time.perf_counter()
-    store = GraphStore.build(world, root, SplitConfig(method="ratio"), overwrite=True)
+    if cache_dir:
+        store = open_store(world, SplitConfig(), cache_dir, rebuild=True)
+        root = store.root
+    else:
+        store = GraphStore.build(world, root, SplitConfig(method="ratio"), overwrite=True)
     build_s = time.perf_counter() - t
     print(f"ingest: {build_s:.1f} s, peak RSS {peak_rss_gib():.2f} GiB; {store}")
     splits = store.meta["splits"]
@@ -59,7 +68,12 @@ def main(argv=None) -> None:
     p.add_argument("--store", default=None, help="write the store here and keep it (default: in workdir)")
     p.add_argument("--workdir", default=None, help="where the world and store go (default: a temp dir)")
     p.add_argument("--keep", action="store_true", help="keep the workdir's files")
+    p.add_argument("--cache-dir", default=None,
+                   help="build (rebuild) the store `reelgraph fit --data.data <world> "
+                        "--data.cache_dir <this>` reuses, instead of --store; needs --world")
     a = p.parse_args(argv)
+    if a.cache_dir and not a.world:
+        p.error("--cache-dir needs --world (a world folder kept outside the temp workdir)")
     work = a.workdir or tempfile.mkdtemp(prefix="rg-scale-")
     world = a.world or os.path.join(work, "world")
     root = a.store or os.path.join(work, "store")
@@ -68,7 +82,7 @@ def main(argv=None) -> None:
             t = time.perf_counter()
             generate_world(world, PRESETS[a.preset])
             print(f"generate {a.preset}: {time.perf_counter() - t:.1f} s, peak RSS {peak_rss_gib():.2f} GiB")
-        measure(world, root)
+        measure(world, None if a.cache_dir else root, a.cache_dir)
     finally:
         if not a.keep:
             shutil.rmtree(work, ignore_errors=True)  # never a --world or --store outside it

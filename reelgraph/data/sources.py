@@ -130,6 +130,7 @@ def open_store(data: str, split: SplitConfig | None = None, cache_dir: str = DEF
                 log.warning("cached store %s: its build corrected or flagged %s", root, noted)
             return store
         log.warning("the inputs of %s changed since its store was built (%s): rebuilding %s",
-                    folder, _changed(old or {}, source) if old else "no fingerprint kept", root)
+                    folder, _changed(old, source) if isinstance(old, dict)  # older stores: a path
+                    else "no fingerprint kept", root)
     log.info("building the graph store of %s in %s", folder, root)
     return GraphStore.build(folder, root, split, overwrite=True, source=source)

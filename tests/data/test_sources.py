@@ -72,3 +72,18 @@ def test_a_failed_build_leaves_no_partial_folder(tmp_path):
         open_store(str(data), cache_dir=str(cache))
     assert not list(cache.glob("**/*.partial*"))
     assert not (cache / "stores").exists() or not any((cache / "stores").iterdir())
+
+
+def test_a_store_built_before_fingerprints_is_rebuilt(tmp_path, caplog):
+    # stores of earlier versions kept meta["source"] as the input folder's path, not a fingerprint
+    data, cache = str(tmp_path / "ds"), str(tmp_path / "cache")
+    _dataset(data)
+    first = open_store(data, cache_dir=cache)
+    meta_path = os.path.join(first.root, "meta.json")
+    meta = json.load(open(meta_path))
+    meta["source"] = os.path.abspath(data)
+    json.dump(meta, open(meta_path, "w"))
+    with caplog.at_level(logging.WARNING, logger="reelgraph.data"):
+        again = open_store(data, cache_dir=cache)
+    assert "(no fingerprint kept): rebuilding" in caplog.text
+    assert again.meta["source"] == fingerprint(data)
