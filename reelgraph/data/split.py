@@ -7,7 +7,8 @@ kept whole in train and counted (``kept_in_train_users``), never dropped silentl
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from functools import partial
+from typing import Callable, Literal
 
 import numpy as np
 
@@ -37,23 +38,50 @@ def tied_slots(key: np.ndarray, order: np.ndarray) -> np.ndarray:
     return same
 
 
-def _order_by_user_then_random(users: np.ndarray, rand: np.ndarray) -> np.ndarray:
-    """``np.lexsort((rand, users))`` for ``rand`` in [0, 1), by one argsort of an int64 key that
-    packs the user above the top bits of ``rand``; rows whose packed keys tie are then sorted
-    exactly, by ``rand`` and position. ``[n]`` positions."""
+def uniforms(seed: int, lo: int, hi: int) -> np.ndarray:
+    """``np.random.default_rng(seed).random(n)[lo:hi]`` without drawing the first ``lo``: the
+    PCG64 stream is advanced past them (one 64-bit draw per double), so a split can draw its
+    ``[n]`` keys block by block, or only the rows it needs, and never hold them all."""
+    bits = np.random.PCG64(seed)
+    bits.advance(lo)
+    return np.random.Generator(bits).random(hi - lo)
+
+
+def _order_by_user_then_random(users: np.ndarray, draw: Callable[[int, int], np.ndarray]
+                               ) -> np.ndarray:
+    """``np.lexsort((rand, users))`` for ``rand[lo:hi] = draw(lo, hi)`` in [0, 1) (a split's:
+    :func:`uniforms`), by one argsort of an int64 key that packs the user above the top bits of
+    ``rand``, drawn block by block; rows whose packed keys tie are then sorted exactly, by
+    ``rand`` (drawn again for them alone) and position. ``[n]`` positions."""
     user_bits = int(users.max()).bit_length() if users.size else 0
     if user_bits > 63 - 16:                         # too many users to pack usefully
-        return np.lexsort((rand, users))
+        return np.lexsort((draw(0, users.size), users))
     bits = min(RANDOM_KEY_BITS, 63 - user_bits)
     key = np.empty(users.size, dtype=np.int64)      # [n] user, then rand's top bits
     for lo in range(0, users.size, _BLOCK):
-        top = (rand[lo:lo + _BLOCK] * 2.0**53).astype(np.int64) >> (53 - bits)
-        key[lo:lo + _BLOCK] = (users[lo:lo + _BLOCK].astype(np.int64) << bits) | top
+        hi = min(lo + _BLOCK, users.size)
+        top = (draw(lo, hi) * 2.0**53).astype(np.int64) >> (53 - bits)
+        key[lo:hi] = (users[lo:hi].astype(np.int64) << bits) | top
     order = np.argsort(key, kind="stable")
     slots = np.flatnonzero(tied_slots(key, order))  # [T] slots of tied keys, grouped by key
     rows = order[slots]
-    order[slots] = rows[np.lexsort((rows, rand[rows], key[rows]))]
+    order[slots] = rows[np.lexsort((rows, _draw_at(draw, rows, users.size), key[rows]))]
     return order
+
+
+def _draw_at(draw: Callable[[int, int], np.ndarray], rows: np.ndarray, n: int) -> np.ndarray:
+    """``rand[rows]`` of ``rand[lo:hi] = draw(lo, hi)`` (``[n]``), drawn block by block over the
+    blocks that hold rows."""
+    out = np.empty(rows.size, dtype=np.float64)
+    if rows.size == 0:
+        return out
+    by_row = np.argsort(rows, kind="stable")
+    sorted_rows = rows[by_row]
+    for lo in range(0, int(sorted_rows[-1]) + 1, _BLOCK):
+        a, b = np.searchsorted(sorted_rows, [lo, lo + _BLOCK])
+        if a < b:
+            out[by_row[a:b]] = draw(lo, min(lo + _BLOCK, n))[sorted_rows[a:b] - lo]
+    return out
 
 
 def _codes_by_rank(users: np.ndarray, order: np.ndarray, counts: np.ndarray,
@@ -91,8 +119,7 @@ def ratio_split(users: np.ndarray, ratios=(0.8, 0.1, 0.1), seed: int = 0) -> tup
     r_train, r_valid, r_test = (float(r) for r in ratios)
     if min(ratios) < 0 or abs(r_train + r_valid + r_test - 1.0) > 1e-6 or r_train <= 0:
         raise ValueError(f"split ratios must be non-negative, sum to 1 and keep some train: {ratios}")
-    rng = np.random.default_rng(seed)
-    order = _order_by_user_then_random(users, rng.random(users.size))   # [n]
+    order = _order_by_user_then_random(users, partial(uniforms, seed))  # [n] by user, at random
     counts = np.bincount(users)
     want_test = np.maximum(np.rint(counts * r_test), 1 if r_test > 0 else 0).astype(np.int64)
     want_valid = np.maximum(np.rint(counts * r_valid), 1 if r_valid > 0 else 0).astype(np.int64)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
-from reelgraph.graph import FullGraph, Subgraph, layer_mean, node_rows, propagate
+from reelgraph.graph import FullGraph, Subgraph, node_rows, propagate_mean
 from reelgraph.models.base import GraphConfig, Recommender, graph_bpr
 from reelgraph.samplers.batch import GraphBatch
 from reelgraph.samplers.plans.gcn import GCNStatic
@@ -54,9 +54,8 @@ class LightGCN(Recommender):
 
     def forward(self, graph: Subgraph | FullGraph) -> tuple[Tensor, Tensor]:
         """Mean of layers ``0..L`` of the graph's seeds ``[S, d]`` and their layer-0 rows."""
-        layers = propagate(graph, node_rows(graph.node, self.embedding.weight),
-                           self.config.num_layers)
-        return layer_mean(layers), layers[0]
+        return propagate_mean(graph, node_rows(graph.node, self.embedding.weight),
+                              self.config.num_layers)
 
     def embed(self, static: GCNStatic) -> tuple[Tensor, Tensor]:
         """``(user [U, d], item [I, d])`` of the whole graph (sampled mode: the operator built

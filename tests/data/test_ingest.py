@@ -575,6 +575,9 @@ def test_packed_sort_key_orders_as_lexsort(monkeypatch, key_bits):
     monkeypatch.setattr(split, "RANDOM_KEY_BITS", key_bits)
     rng = np.random.default_rng(key_bits)
     users = rng.integers(0, 30, 500).astype(np.int32)
-    for rand in (rng.random(500), rng.integers(0, 8, 500) / 8.0, np.zeros(500)):
-        order = split._order_by_user_then_random(users, rand)
+    for rand in (rng.random(500), rng.integers(0, 8, 500) / 8.0, np.zeros(500)):  # exact ties
+        order = split._order_by_user_then_random(users, lambda lo, hi: rand[lo:hi])
         np.testing.assert_array_equal(order, np.lexsort((rand, users)))
+    want = np.random.default_rng(5).random(500)              # the split's draws, block by block
+    assert np.array_equal(np.concatenate([split.uniforms(5, lo, min(lo + 16, 500))
+                                          for lo in range(0, 500, 16)]), want)

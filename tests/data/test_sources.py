@@ -87,3 +87,36 @@ def test_a_store_built_before_fingerprints_is_rebuilt(tmp_path, caplog):
         again = open_store(data, cache_dir=cache)
     assert "(no fingerprint kept): rebuilding" in caplog.text
     assert again.meta["source"] == fingerprint(data)
+
+
+KILLED_BUILD = """
+import os, signal, sys
+from reelgraph.data import ingest
+from reelgraph.data.sources import open_store
+def killed(*args, **kwargs):  # after the id maps are written, before the CSRs: a real crash
+    os.kill(os.getpid(), signal.SIGKILL)
+ingest._save_splits = killed
+open_store(sys.argv[1], cache_dir=sys.argv[2])
+"""
+
+
+def test_a_build_killed_midway_leaves_no_store_that_opens(tmp_path):
+    import subprocess
+    import sys
+
+    from reelgraph.data.store import GraphStore
+
+    data, cache = str(tmp_path / "ds"), str(tmp_path / "cache")
+    _dataset(data)
+    run = subprocess.run([sys.executable, "-c", KILLED_BUILD, data, cache], capture_output=True)
+    assert run.returncode == -9, run.stderr.decode()[-2000:]
+    stores = os.path.join(cache, "stores")
+    partial = [n for n in os.listdir(stores) if n.endswith(".partial")]
+    assert len(partial) == 1 and not os.path.exists(os.path.join(stores, partial[0], "meta.json"))
+    root = os.path.join(stores, partial[0].removesuffix(".partial"))
+    assert not os.path.exists(root)                     # nothing under the store's own name
+    with pytest.raises(Exception):
+        GraphStore.open(os.path.join(stores, partial[0]))   # the half-built folder does not open
+    store = open_store(data, cache_dir=cache)             # the next run builds it whole
+    assert store.root == root and store.num_users == 20
+    assert os.listdir(stores) == [os.path.basename(root)]  # and the leftover is gone

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from reelgraph.data.store import InMemoryStore
-from reelgraph.graph import BipartiteGraph, FullGraph, propagate, sym_norm_rows
+from reelgraph.graph import (BipartiteGraph, FullGraph, layer_mean, propagate, propagate_mean,
+                             sym_norm_rows)
 from reelgraph.models import MF, LightGCN, LightGCNConfig, MFConfig
 from reelgraph.samplers.batch import BPRBatch
 from reelgraph.samplers.loader import plan_batch
@@ -23,6 +24,27 @@ def adjacency(graph: BipartiteGraph) -> torch.Tensor:
 def full_mean(graph, x, num_layers):
     adj = adjacency(graph)
     return torch.stack(propagate(FullGraph(adj.size(0), adj=adj), x, num_layers)).mean(0)
+
+
+def test_propagate_mean_is_the_mean_of_the_layers_with_and_without_gradients():
+    # by hand on GRAPH (layer 1 as in the test below), through the operator and the chunked CSR
+    x = torch.tensor([[1.0], [2.0], [3.0], [4.0]])
+    r2 = 1 / math.sqrt(2)
+    layer1 = torch.tensor([[3 * r2 + 4 * 0.5], [4 * r2], [1 * r2], [1 * 0.5 + 2 * r2]])
+    layer2 = adjacency(GRAPH).to_dense() @ layer1
+    adj = adjacency(GRAPH)
+    rowptr, col = adj.crow_indices(), adj.col_indices()
+    deg = (rowptr[1:] - rowptr[:-1]).float()
+    for graph in (FullGraph(4, adj=adj), FullGraph(4, csr=(rowptr, col, deg), chunk_size=3)):
+        with torch.no_grad():
+            mean, first = propagate_mean(graph, x.clone(), 2)
+        assert torch.allclose(mean, (x + layer1 + layer2) / 3) and torch.equal(first, x)
+    w = x.clone().requires_grad_()
+    mean, _ = propagate_mean(FullGraph(4, adj=adj), w, 2)
+    want = layer_mean(propagate(FullGraph(4, adj=adj), w, 2))
+    assert torch.equal(mean, want)                      # the same sums in the same order
+    mean.sum().backward()
+    assert torch.equal(w, x) and w.grad is not None     # x never changed in place
 
 
 def test_sym_norm_adjacency_by_hand():
