@@ -48,10 +48,12 @@ def format_table(rows: dict[str, dict[str, float]], keys: list[str]) -> str:
 
 
 def popularity_baseline(dm: RecDataModule, ks, auc: bool = True) -> dict[str, float]:
-    """Test metrics of ranking every user's unseen items by training popularity."""
+    """Test metrics of ranking the test users' unseen items by training popularity: the same
+    users as the model's test (``--data.eval_users``' sample, if set), with a progress bar."""
     pop = popularity_scores(dm.train_graph).float().unsqueeze(1)            # [I, 1]
     ones = torch.ones(dm.num_users, 1)
-    r: RankingResult = evaluate(ones, pop, dm.history, dm.test_graph, ks=ks, auc=auc)
+    r: RankingResult = evaluate(ones, pop, dm.history, dm.test_graph, ks=ks, auc=auc,
+                                users=dm.eval_user_ids(dm.test_graph), progress=True)
     return {f"test/{k}": v for k, v in r.means().items()}
 
 

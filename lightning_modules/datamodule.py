@@ -155,12 +155,18 @@ class RecDataModule(pl.LightningDataModule):
             return batch.bind(self.static(batch.device))
         return batch
 
-    def _eval_users(self, graph: BipartiteGraph) -> UserBatches:
+    def eval_user_ids(self, graph: BipartiteGraph) -> torch.Tensor:
+        """``[n]`` the users evaluated on ``graph`` (those with a positive there; with
+        ``eval_users``, the seeded sample of them), sorted, over all ranks."""
         deg = graph.rowptr[1:] - graph.rowptr[:-1]
         users = torch.nonzero(deg > 0).flatten()
         if self.eval_users is not None and self.eval_users < users.numel():
             gen = torch.Generator().manual_seed(self.seed)
             users = torch.sort(users[torch.randperm(users.numel(), generator=gen)[: self.eval_users]]).values
+        return users
+
+    def _eval_users(self, graph: BipartiteGraph) -> UserBatches:
+        users = self.eval_user_ids(graph)
         rank, world = self._rank()
         return UserBatches(users[rank::world], self.eval_batch_size)  # each rank its own users
 

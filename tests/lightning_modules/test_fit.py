@@ -9,7 +9,7 @@ from reelgraph.lightning_modules.callbacks import Checkpoint
 from reelgraph.lightning_modules.cli import main, popularity_baseline
 from reelgraph.lightning_modules.datamodule import RecDataModule
 from reelgraph.lightning_modules.module import NonFiniteLossError, RecModule
-from reelgraph.metrics import evaluate
+from reelgraph.metrics import evaluate, popularity_scores
 from reelgraph.models import LightGCNConfig, MFConfig, NGCFConfig, SimGCLConfig
 
 
@@ -144,3 +144,21 @@ def test_auc_is_averaged_over_the_users_it_is_defined_for(tmp_path):
     assert got["test/num_users"] == 4 and got["test/auc_users"] == 0.75  # 3 of 4
     assert float(want.sums["auc"]) > 0
     assert got["test/auc"] == pytest.approx(want.means()["auc"], rel=1e-6)
+
+
+def test_most_popular_is_scored_on_the_test_users_sample(world, tmp_path):
+    # with --data.eval_users the baseline ranks the same sampled users as the model's test, not
+    # every user (a 2M-user world made the baseline a full pass over every user)
+    dm = _dm(world, tmp_path, eval_users=50)
+    dm.prepare_data()
+    dm.setup()
+    sample = dm.eval_user_ids(dm.test_graph)
+    assert sample.numel() == 50 and torch.equal(sample, dm.eval_user_ids(dm.test_graph))
+    pop = popularity_scores(dm.train_graph).float().unsqueeze(1)
+    want = evaluate(torch.ones(dm.num_users, 1), pop, dm.history, dm.test_graph, ks=(20,),
+                    users=sample).means()
+    everyone = evaluate(torch.ones(dm.num_users, 1), pop, dm.history, dm.test_graph,
+                        ks=(20,)).means()
+    assert want["recall@20"] != everyone["recall@20"]     # the sample is not everyone
+    got = popularity_baseline(dm, (20,))
+    assert got["test/recall@20"] == pytest.approx(want["recall@20"], rel=1e-9)
