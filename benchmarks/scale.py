@@ -12,6 +12,7 @@ world's step time over the first world's (same model and batch).
 
     python benchmarks/scale.py --worlds tiny default large huge --models lightgcn pinsage
     python benchmarks/scale.py --worlds large --models lightgcn --workers 0 2
+    python benchmarks/scale.py --worlds large huge --models lightgcn pinsage --optimizer lazy_adam
 """
 from __future__ import annotations
 
@@ -50,7 +51,7 @@ def one(a: argparse.Namespace) -> dict:
     dm.prepare_data()
     dm.setup()
     open_s = time.perf_counter() - t
-    module = RecModule(eval(MODELS[a.model]), lr=1e-3, ks=(20,), auc=False)
+    module = RecModule(eval(MODELS[a.model]), lr=1e-3, ks=(20,), auc=False, optimizer=a.optimizer)
     dm._plan = module.sampling_plan
     t = time.perf_counter()
     dm.context()
@@ -73,7 +74,7 @@ def one(a: argparse.Namespace) -> dict:
             "wait_share": w["data_wait_share"], "s_per_1k_pos": 1000 / w["positives_per_s"],
             "steps": w["steps"], "train_peak_gib": train_peak, "eval_s": eval_s,
             "eval_users": int(val["val/num_users"]), "recall@20": val["val/recall@20"],
-            "peak_gib": peak_gib(), "threads": torch.get_num_threads()}
+            "peak_gib": peak_gib(), "threads": torch.get_num_threads(), "optimizer": a.optimizer}
 
 
 def main(argv=None) -> None:
@@ -89,6 +90,8 @@ def main(argv=None) -> None:
     p.add_argument("--eval-batch-size", type=int, default=256)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     p.add_argument("--cache-dir", default="artifacts/cache")
+    p.add_argument("--optimizer", default="adam",
+                   help="RecModule's optimizer: adam (dense) or lazy_adam (sparse rows)")
     p.add_argument("--one", nargs=3, metavar=("WORLD", "MODEL", "WORKERS"), help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.threads:
@@ -105,7 +108,7 @@ def main(argv=None) -> None:
                        "--steps", str(a.steps), "--batch-size", str(a.batch_size),
                        "--negatives", str(a.negatives), "--eval-users", str(a.eval_users),
                        "--eval-batch-size", str(a.eval_batch_size), "--threads", str(a.threads),
-                       "--cache-dir", a.cache_dir]
+                       "--cache-dir", a.cache_dir, "--optimizer", a.optimizer]
                 out = subprocess.run(cmd, capture_output=True, text=True)
                 line = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")]
                 if out.returncode or not line:
@@ -113,7 +116,7 @@ def main(argv=None) -> None:
                     continue
                 rows.append(json.loads(line[0][7:]))
                 r = rows[-1]
-                print(f"{r['world']:8s} {r['model']:9s} w={r['workers']} edges {r['train_edges']:>11,}  "
+                print(f"{r['world']:8s} {r['model']:9s} {a.optimizer} w={r['workers']} edges {r['train_edges']:>11,}  "
                       f"step {r['step_s'] * 1e3:8.1f} ms  wait {r['wait_share']:5.1%}  "
                       f"{r['s_per_1k_pos'] * 1e3:7.1f} ms/1k pos  prepare {r['prepare_s']:7.1f} s  "
                       f"eval {r['eval_s']:6.1f} s ({r['eval_users']} users)  "

@@ -17,6 +17,7 @@ from reelgraph.data.store import GraphStore
 from reelgraph.errors import ConfigError, positive_int, require
 from reelgraph.graph import BipartiteGraph
 from reelgraph.lightning_modules._pl import pl
+from reelgraph.lightning_modules.optim import build_optimizer, check_optimizer, sparse_embeddings
 from reelgraph.metrics import RankingResult, rank_users
 from reelgraph.models import LightGCNConfig, ModelConfig, Recommender
 from reelgraph.samplers.batch import BPRBatch
@@ -49,11 +50,17 @@ class RecModule(pl.LightningModule):
     Args:
         model: the model's config (``class_path``/``init_args`` in YAML); built once the data's
             sizes are known.
-        lr: Adam learning rate.
-        weight_decay: Adam weight decay (the models' L2 on batch embeddings is separate).
+        lr: the optimiser's learning rate.
+        weight_decay: Adam weight decay (the models' L2 on batch embeddings is separate); 0 for
+            the row optimisers.
         ks: cut-offs of the ranking metrics; ``recall@20`` drives early stopping and checkpoints.
         item_chunk_size: items scored at once per user batch (bounds evaluation memory).
         auc: also compute exact AUC when testing (validation skips it: it scans every item per test pair).
+        optimizer: ``adam`` (dense: every row of every table each step), ``lazy_adam`` (the
+            model's embedding tables get sparse gradients and only the rows a batch touched are
+            updated; other parameters plain Adam: the step no longer grows with the graph),
+            ``rowwise_adagrad`` or ``sparse_adam`` (tables-only models such as BPR-MF); see
+            :mod:`reelgraph.lightning_modules.optim`.
 
     The model is built in ``configure_model`` from the data module's store, and trained on the
     batches its config's sampling plan (:attr:`sampling_plan`) makes in the data module's loader;
@@ -62,8 +69,9 @@ class RecModule(pl.LightningModule):
 
     def __init__(self, model: ModelConfig | None = None, lr: float = 1e-3,
                  weight_decay: float = 0.0, ks: Sequence[int] = (10, 20, 50),
-                 item_chunk_size: int = 1 << 16, auc: bool = True):
+                 item_chunk_size: int = 1 << 16, auc: bool = True, optimizer: str = "adam"):
         super().__init__()
+        check_optimizer(optimizer, weight_decay)
         require("model.lr", lr, lambda v: v > 0, "a number > 0")
         require("model.weight_decay", weight_decay, lambda v: v >= 0, "a number >= 0")
         positive_int("model.item_chunk_size", item_chunk_size)
@@ -74,7 +82,8 @@ class RecModule(pl.LightningModule):
         self.config = as_config(model) if model is not None else LightGCNConfig()
         self.save_hyperparameters({"model": as_dict(self.config), "lr": lr,
                                    "weight_decay": weight_decay, "ks": list(ks),
-                                   "item_chunk_size": item_chunk_size, "auc": auc})
+                                   "item_chunk_size": item_chunk_size, "auc": auc,
+                                   "optimizer": optimizer})
         self.model: Recommender | None = None
         self._graphs: dict[str, BipartiteGraph] = {}
         self._plan: Plan | None = None
@@ -84,7 +93,13 @@ class RecModule(pl.LightningModule):
     # -- setup -----------------------------------------------------------------------------
     def configure_model(self) -> None:
         if self.model is None:
-            self.model = self.config.build(self.trainer.datamodule.store)
+            self.model = self._build(self.trainer.datamodule.store)
+
+    def _build(self, store: GraphStore) -> Recommender:
+        model = self.config.build(store)
+        if self.hparams.get("optimizer", "adam") != "adam":
+            sparse_embeddings(model)  # before DDP wraps it: only touched rows get gradients
+        return model
 
     @classmethod
     def from_checkpoint(cls, path: str, store: GraphStore, map_location="cpu") -> "RecModule":
@@ -92,7 +107,7 @@ class RecModule(pl.LightningModule):
         ckpt = torch.load(path, map_location=map_location, weights_only=False)
         hparams = {k: v for k, v in ckpt["hyper_parameters"].items() if not k.startswith("_")}
         module = cls(**hparams)  # LightningCLI adds "_instantiator"
-        module.model = module.config.build(store)
+        module.model = module._build(store)
         module.load_state_dict(ckpt["state_dict"])
         return module
 
@@ -120,8 +135,8 @@ class RecModule(pl.LightningModule):
         return self.trainer.datamodule.static(self.device)
 
     def configure_optimizers(self):
-        return torch.optim.Adam(self.model.parameters(), lr=self.hparams.lr,
-                                weight_decay=self.hparams.weight_decay)
+        return build_optimizer(self.hparams.get("optimizer", "adam"), self.model,
+                               self.hparams.lr, self.hparams.weight_decay)
 
     # -- training --------------------------------------------------------------------------
     def training_step(self, batch: BPRBatch, batch_idx: int) -> Tensor:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from reelgraph.graph.sparse import chunked_spmm, sym_spmm
@@ -135,19 +136,21 @@ def layer_mean(layers: list[Tensor]) -> Tensor:
     return out / len(layers)
 
 
-def node_rows(node: Tensor | None, *tables: Tensor) -> Tensor:
+def node_rows(node: Tensor | None, *tables: Tensor, sparse: bool = False) -> Tensor:
     """Layer-0 rows of local nodes whose global ids ``node [N]`` index the tables stacked
     (``tables[0]`` first, then ``tables[1]`` offset by its length, ...); ``None``: every row,
-    in order. Only the rows asked for are gathered."""
+    in order. Only the rows asked for are gathered; ``sparse``: their gradient is a sparse
+    tensor of those rows (``nn.Embedding(sparse=True)``'s), not a dense table of zeros."""
     if node is None:
         return tables[0] if len(tables) == 1 else torch.cat(tables)
+    gather = (lambda i, t: F.embedding(i, t, sparse=True)) if sparse else (lambda i, t: t[i])
     if len(tables) == 1:
-        return tables[0][node]
+        return gather(node, tables[0])
     out = tables[0].new_empty(node.numel(), tables[0].size(1))
     start = 0
     for t in tables:
         at = torch.nonzero((node >= start) & (node < start + t.size(0))).flatten()
-        out = out.index_put((at,), t[node[at] - start])
+        out = out.index_put((at,), gather(node[at] - start, t))
         start += t.size(0)
     return out
 

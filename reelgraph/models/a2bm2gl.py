@@ -247,7 +247,8 @@ class A2BM2GL(Recommender):
         def layer(_: int, side: Tensor, h: Tensor) -> Tensor:
             return side + loop[: side.size(0)] * h
 
-        layers = propagate(graph, node_rows(graph.node, self.embedding.weight),
+        x0 = node_rows(graph.node, self.embedding.weight, sparse=self.embedding.sparse)
+        layers = propagate(graph, x0,
                            self.config.num_layers, layer)
         return torch.stack(layers).mean(0)
 

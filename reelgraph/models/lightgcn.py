@@ -54,7 +54,8 @@ class LightGCN(Recommender):
 
     def forward(self, graph: Subgraph | FullGraph) -> tuple[Tensor, Tensor]:
         """Mean of layers ``0..L`` of the graph's seeds ``[S, d]`` and their layer-0 rows."""
-        return propagate_mean(graph, node_rows(graph.node, self.embedding.weight),
+        x0 = node_rows(graph.node, self.embedding.weight, sparse=self.embedding.sparse)
+        return propagate_mean(graph, x0,
                               self.config.num_layers)
 
     def embed(self, static: GCNStatic) -> tuple[Tensor, Tensor]:

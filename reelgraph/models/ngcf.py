@@ -87,7 +87,8 @@ class NGCF(Recommender):
         """The seeds' ``[E^(0) || E^(1) || ... || E^(L)]`` ``[S, d (L + 1)]`` (layers ``1..L``
         normalised with ``normalize_layers``) and their layer-0 rows ``[S, d]``; dropout masks
         from ``generator``."""
-        layers = propagate(graph, node_rows(graph.node, self.embedding.weight),
+        x0 = node_rows(graph.node, self.embedding.weight, sparse=self.embedding.sparse)
+        layers = propagate(graph, x0,
                            self.config.num_layers,
                            lambda l, side, h: self._step(l, side, h, generator))
         if self.config.normalize_layers:

@@ -93,7 +93,8 @@ class SimGCL(LightGCN):
         every layer, drawn from ``generator``): the mean of layers ``1..L`` (``0..L`` with
         ``ego_layer``), and their layer-0 rows ``[S, d]``."""
         c = self.config
-        layers = propagate(graph, node_rows(graph.node, self.embedding.weight), c.num_layers,
+        x0 = node_rows(graph.node, self.embedding.weight, sparse=self.embedding.sparse)
+        layers = propagate(graph, x0, c.num_layers,
                            lambda l, side, h: perturb(side, eps, generator))
         return layer_mean(layers[0 if c.ego_layer else 1:]), layers[0]
 

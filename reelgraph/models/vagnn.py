@@ -151,7 +151,7 @@ class VAGNN(Recommender):
     def propagate_view(self, graph: Subgraph | FullGraph, second: Tensor) -> Tensor:
         """The mean of layers ``0..L`` ``[S, d]`` of ``graph``'s seeds; its nodes are users
         (``< U``, rows of ``e_u``) and rows of ``second`` (``e_v`` or ``e_p``) offset by ``U``."""
-        x = node_rows(graph.node, self.user.weight, second)  # [N, d] layer 0
+        x = node_rows(graph.node, self.user.weight, second, sparse=self.user.sparse)  # [N, d]
         return torch.stack(propagate(graph, x, self.config.num_layers)).mean(0)
 
     def gate(self, video: Tensor, vlogger: Tensor) -> Tensor:
@@ -237,9 +237,9 @@ class VAGNN(Recommender):
         if c.contrastive and len(us) == 2:  # eq 14; every user row is a unique batch user
             rows = (slice(None), batch.cl_items, batch.cl_vloggers)
             cl = sum(info_nce(a[i], b[i], c.tau) for (a, b), i in zip((us, vs, ps), rows)) / 3
-        vloggers = [self.creator.weight[t.pos], self.creator.weight[t.neg]] if c.vlogger_loss else []
-        reg = l2_loss(self.user.weight[batch.users], self.item.weight[batch.pos],
-                      self.item.weight[batch.neg], *vloggers) / len(batch)
+        vloggers = [self.creator(t.pos), self.creator(t.neg)] if c.vlogger_loss else []
+        reg = l2_loss(self.user(batch.users), self.item(batch.pos), self.item(batch.neg),
+                      *vloggers) / len(batch)
         total = video + c.vlogger_weight * vlogger + c.cl_weight * cl + c.reg_weight * reg
         return {"loss": total, "video": video, "vlogger": vlogger, "cl": cl, "l2": reg}
 

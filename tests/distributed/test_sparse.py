@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from reelgraph.data.synthetic import WorldConfig, generate_world
-from reelgraph.distributed.sparse import RowWiseAdagrad, SparseRecModule
+from reelgraph.distributed.sparse import SparseRecModule
 from reelgraph.lightning_modules._pl import pl
 from reelgraph.lightning_modules.datamodule import RecDataModule
 from reelgraph.metrics import evaluate
@@ -38,22 +38,6 @@ def test_sparse_mf_loss_and_gradient_equal_dense_mf():
     torch.testing.assert_close(sparse.user.weight.grad.to_dense(), dense.user.weight.grad)
     touched = torch.cat([batch.pos, batch.neg.flatten()]).unique()
     assert set(grad.coalesce().indices()[0].tolist()) <= set(touched.tolist())
-
-
-def test_rowwise_adagrad_updates_only_touched_rows_by_the_formula():
-    w = torch.nn.Parameter(torch.arange(12.0).view(4, 3))
-    opt = RowWiseAdagrad([w], lr=0.5, eps=0.0)
-    g = torch.tensor([[1.0, 2.0, 2.0], [0.0, 3.0, 0.0]])
-    w.grad = torch.sparse_coo_tensor(torch.tensor([[2, 0]]), g, (4, 3))
-    before = w.detach().clone()
-    opt.step()
-    s = g.pow(2).mean(1)                                   # [3, 3] for rows 2 and 0
-    expected = before.clone()
-    expected[2] -= 0.5 * g[0] / s[0].sqrt()
-    expected[0] -= 0.5 * g[1] / s[1].sqrt()
-    torch.testing.assert_close(w.detach(), expected)
-    assert torch.equal(w.detach()[[1, 3]], before[[1, 3]])  # untouched rows unchanged
-    assert opt.state[w]["sum"].shape == (4,)                # one float of state per row
 
 
 @pytest.mark.parametrize("optimizer,lr", [("rowwise_adagrad", 0.1), ("sparse_adam", 0.01)])
