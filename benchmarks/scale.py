@@ -35,6 +35,23 @@ def peak_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
+def subgraph_sizes():
+    """A callback that keeps each training batch's sampled sub-graph size (nodes, edges)."""
+    from reelgraph.lightning_modules._pl import pl
+
+    class SubgraphSizes(pl.Callback):
+        def __init__(self):
+            self.nodes, self.edges = [], []
+
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            sub = getattr(batch, "sub", None)
+            if sub is not None:
+                self.nodes.append(sub.node.numel())
+                self.edges.append(sub.row.numel())
+
+    return SubgraphSizes()
+
+
 def one(a: argparse.Namespace) -> dict:
     """One run in this process; returns its figures."""
     from reelgraph.lightning_modules._pl import pl
@@ -61,7 +78,9 @@ def one(a: argparse.Namespace) -> dict:
     quiet = dict(num_sanity_val_steps=0, logger=False, enable_checkpointing=False,
                  enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",
                  default_root_dir=a.cache_dir)
-    trainer = pl.Trainer(max_steps=a.steps + 2, limit_val_batches=0, callbacks=[wait], **quiet)
+    sizes = subgraph_sizes()
+    trainer = pl.Trainer(max_steps=a.steps + 2, limit_val_batches=0, callbacks=[wait, sizes],
+                         **quiet)
     trainer.fit(module, datamodule=dm)
     train_peak = peak_gib()
     t = time.perf_counter()
@@ -74,7 +93,9 @@ def one(a: argparse.Namespace) -> dict:
             "wait_share": w["data_wait_share"], "s_per_1k_pos": 1000 / w["positives_per_s"],
             "steps": w["steps"], "train_peak_gib": train_peak, "eval_s": eval_s,
             "eval_users": int(val["val/num_users"]), "recall@20": val["val/recall@20"],
-            "peak_gib": peak_gib(), "threads": torch.get_num_threads(), "optimizer": a.optimizer}
+            "peak_gib": peak_gib(), "threads": torch.get_num_threads(), "optimizer": a.optimizer,
+            "sub_nodes": sum(sizes.nodes) / max(len(sizes.nodes), 1),
+            "sub_edges": sum(sizes.edges) / max(len(sizes.edges), 1)}
 
 
 def main(argv=None) -> None:
@@ -120,13 +141,19 @@ def main(argv=None) -> None:
                       f"step {r['step_s'] * 1e3:8.1f} ms  wait {r['wait_share']:5.1%}  "
                       f"{r['s_per_1k_pos'] * 1e3:7.1f} ms/1k pos  prepare {r['prepare_s']:7.1f} s  "
                       f"eval {r['eval_s']:6.1f} s ({r['eval_users']} users)  "
-                      f"peak {r['peak_gib']:5.2f} GiB (train {r['train_peak_gib']:5.2f})", flush=True)
+                      f"peak {r['peak_gib']:5.2f} GiB (train {r['train_peak_gib']:5.2f})  "
+                      f"sub-graph {r['sub_nodes']:,.0f} nodes {r['sub_edges']:,.0f} edges "
+                      f"({r['step_s'] * 1e6 / max(r['sub_nodes'], 1):.2f} ms/1k nodes)", flush=True)
     for model in a.models:
         base = next((r for r in rows if r["model"] == model), None)
         for r in rows:
             if r["model"] == model and base is not None:
+                per_node = (r["step_s"] / max(r["sub_nodes"], 1)) / (
+                    base["step_s"] / max(base["sub_nodes"], 1))
                 print(f"{model} {r['world']} w={r['workers']}: step time {r['step_s'] / base['step_s']:.2f}x "
-                      f"of {base['world']} w={base['workers']}")
+                      f"of {base['world']} w={base['workers']}; sub-graph nodes "
+                      f"{r['sub_nodes'] / max(base['sub_nodes'], 1):.2f}x; time per sub-graph node "
+                      f"{per_node:.2f}x")
     print("JSON " + json.dumps(rows))
 
 

@@ -85,11 +85,12 @@ class LazyAdam(torch.optim.Optimizer):
                     p.addcdiv_(m, denom, value=-group["lr"] / bc1)
                     continue
                 rows, g = _rows(p.grad)                                   # [n], [n, d]
-                m_rows = m[rows].lerp_(g, 1 - b1)
-                v_rows = v[rows].mul_(b2).addcmul_(g, g, value=1 - b2)
-                m[rows], v[rows] = m_rows, v_rows
-                denom = (v_rows.sqrt() / bc2_sqrt).add_(group["eps"])
-                p.index_add_(0, rows, m_rows / denom, alpha=-group["lr"] / bc1)
+                m_rows = m.index_select(0, rows).lerp_(g, 1 - b1)
+                v_rows = v.index_select(0, rows).mul_(b2).addcmul_(g, g, value=1 - b2)
+                m.index_copy_(0, rows, m_rows)
+                v.index_copy_(0, rows, v_rows)
+                denom = v_rows.sqrt_().div_(bc2_sqrt).add_(group["eps"])   # v_rows is spent
+                p.index_add_(0, rows, m_rows.div_(denom), alpha=-group["lr"] / bc1)
         return loss
 
 
