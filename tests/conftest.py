@@ -101,6 +101,16 @@ def world(make_world):
 
 
 @pytest.fixture(scope="session")
+def lookup_world(make_world):
+    """A smaller planted world (300 users, 400 videos, 6 communities), no side data: the
+    row-optimiser fits."""
+    return make_world(WorldConfig(num_users=300, num_items=400, num_creators=40,
+                                  num_communities=6, popularity_exponent=2.0,
+                                  avg_interactions=20, max_interactions=60, noise=0.05, kg=False,
+                                  visual_dim=0, acoustic_dim=0, textual_dim=0, chunk_users=300))
+
+
+@pytest.fixture(scope="session")
 def feature_world(make_world):
     """The small world plus a 32-d visual feature that is 90% its video's topic."""
     return make_world(replace(SMALL_WORLD, visual_dim=32, visual_signal=0.9))

@@ -6,7 +6,6 @@ import sys
 import pytest
 import torch
 
-from reelgraph.data.synthetic import WorldConfig, generate_world
 from reelgraph.distributed.sparse import SparseRecModule
 from reelgraph.lightning_modules._pl import pl
 from reelgraph.lightning_modules.datamodule import RecDataModule
@@ -41,13 +40,8 @@ def test_sparse_mf_loss_and_gradient_equal_dense_mf():
 
 
 @pytest.mark.parametrize("optimizer,lr", [("rowwise_adagrad", 0.1), ("sparse_adam", 0.01)])
-def test_sparse_module_fits_and_its_checkpoint_reloads(tmp_path, optimizer, lr):
-    world = WorldConfig(num_users=300, num_items=400, num_creators=40, num_communities=6,
-                        popularity_exponent=2.0, avg_interactions=20, max_interactions=60,
-                        noise=0.05, kg=False, visual_dim=0, acoustic_dim=0, textual_dim=0,
-                        chunk_users=300)
-    generate_world(str(tmp_path / "world"), world)
-    dm = RecDataModule(data=str(tmp_path / "world"), cache_dir=str(tmp_path / "cache"),
+def test_sparse_module_fits_and_its_checkpoint_reloads(tmp_path, lookup_world, optimizer, lr):
+    dm = RecDataModule(data=lookup_world, cache_dir=str(tmp_path / "cache"),
                        batch_size=256, num_negatives=4)
     module = SparseRecModule(SparseMFConfig(embedding_dim=16), lr=lr, ks=(20,), optimizer=optimizer)
     trainer = pl.Trainer(max_epochs=6, accelerator="cpu", logger=False, enable_progress_bar=False,

@@ -4,7 +4,6 @@ import pytest
 import torch
 from torch import nn
 
-from reelgraph.data.synthetic import WorldConfig, generate_world
 from reelgraph.errors import ConfigError
 from reelgraph.lightning_modules._pl import pl
 from reelgraph.lightning_modules.datamodule import RecDataModule
@@ -105,13 +104,8 @@ class _Rows(pl.Callback):
         assert grad.is_sparse and grad.coalesce().indices().size(1) <= self.nodes[-1].numel()
 
 
-def test_sampled_lightgcn_with_lazy_adam_learns_and_moves_only_sampled_rows(tmp_path):
-    world = WorldConfig(num_users=300, num_items=400, num_creators=40, num_communities=6,
-                        popularity_exponent=2.0, avg_interactions=20, max_interactions=60,
-                        noise=0.05, kg=False, visual_dim=0, acoustic_dim=0, textual_dim=0,
-                        chunk_users=300)
-    generate_world(str(tmp_path / "world"), world)
-    dm = RecDataModule(data=str(tmp_path / "world"), cache_dir=str(tmp_path / "cache"),
+def test_sampled_lightgcn_with_lazy_adam_learns_and_moves_only_sampled_rows(tmp_path, lookup_world):
+    dm = RecDataModule(data=lookup_world, cache_dir=str(tmp_path / "cache"),
                        batch_size=64, num_negatives=1)
     config = LightGCNConfig(embedding_dim=16, num_layers=2, fanouts=[3, 2])
     module = RecModule(config, lr=0.01, ks=(20,), optimizer="lazy_adam")
