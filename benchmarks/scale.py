@@ -7,7 +7,8 @@ arrays and per-device state are built (timed as ``prepare``), then ``Trainer.fit
 ``--steps`` training steps (``max_steps``; small worlds run several epochs) with the :class:`LoaderWait` profiler and
 ``Trainer.validate`` ranks every item for ``--eval-users`` validation users. Printed per run:
 seconds per step, the share of the loop spent waiting for batches (with ``--workers 0`` that is
-the sampling itself), seconds per 1,000 positives, the evaluation's seconds, peak RSS; then each
+the sampling itself), seconds per 1,000 positives, the evaluation's seconds, peak RSS (with the
+store's mapped pages) and peak anonymous RSS of training and of evaluation; then each
 world's step time over the first world's (same model and batch).
 
     python benchmarks/scale.py --worlds tiny default large huge --models lightgcn pinsage
@@ -21,6 +22,7 @@ import json
 import resource
 import subprocess
 import sys
+import threading
 import time
 
 import torch
@@ -32,7 +34,34 @@ MODELS = {
 
 
 def peak_gib() -> float:
+    """Peak RSS of this process: anonymous memory plus the store's memory-mapped pages it touched
+    (page cache, shared by every process that maps the store, dropped under memory pressure)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+class PeakAnon:
+    """Peak anonymous RSS (``RssAnon``: what cannot be reclaimed, the figure ``capped`` quotes),
+    sampled every 50 ms by a daemon thread; ``peak`` in GiB so far, ``reset()`` starts a phase."""
+
+    def __init__(self, every: float = 0.05):
+        self.peak = 0.0
+        threading.Thread(target=self._run, args=(every,), daemon=True).start()
+
+    @staticmethod
+    def now() -> float:
+        with open("/proc/self/status") as f:
+            kib = next(int(x.split()[1]) for x in f if x.startswith("RssAnon:"))
+        return kib / 2**20
+
+    def _run(self, every: float) -> None:
+        while True:
+            self.peak = max(self.peak, self.now())
+            time.sleep(every)
+
+    def reset(self) -> float:
+        """The peak so far; the next phase's peak starts from the current RSS."""
+        peak, self.peak = max(self.peak, self.now()), self.now()
+        return peak
 
 
 def subgraph_sizes():
@@ -61,6 +90,7 @@ def one(a: argparse.Namespace) -> dict:
     from reelgraph.models import LightGCNConfig, SAGEConfig  # noqa: F401 (MODELS' names)
 
     pl.seed_everything(0, verbose=False)
+    anon = PeakAnon()
     t = time.perf_counter()
     dm = RecDataModule(data=f"synthetic:{a.world}", batch_size=a.batch_size,
                        num_negatives=a.negatives, num_workers=a.workers, eval_users=a.eval_users,
@@ -82,10 +112,11 @@ def one(a: argparse.Namespace) -> dict:
     trainer = pl.Trainer(max_steps=a.steps + 2, limit_val_batches=0, callbacks=[wait, sizes],
                          **quiet)
     trainer.fit(module, datamodule=dm)
-    train_peak = peak_gib()
+    train_peak, train_anon = peak_gib(), anon.reset()
     t = time.perf_counter()
     val = pl.Trainer(**quiet).validate(module, datamodule=dm, verbose=False)[0]
     eval_s = time.perf_counter() - t
+    eval_anon = anon.reset()
     w = wait.summary()
     return {"world": a.world, "model": a.model, "workers": a.workers, "users": dm.num_users,
             "items": dm.num_items, "train_edges": dm.train_graph.num_edges,
@@ -93,7 +124,8 @@ def one(a: argparse.Namespace) -> dict:
             "wait_share": w["data_wait_share"], "s_per_1k_pos": 1000 / w["positives_per_s"],
             "steps": w["steps"], "train_peak_gib": train_peak, "eval_s": eval_s,
             "eval_users": int(val["val/num_users"]), "recall@20": val["val/recall@20"],
-            "peak_gib": peak_gib(), "threads": torch.get_num_threads(), "optimizer": a.optimizer,
+            "peak_gib": peak_gib(), "train_anon_gib": train_anon,
+            "eval_anon_gib": eval_anon, "threads": torch.get_num_threads(), "optimizer": a.optimizer,
             "sub_nodes": sum(sizes.nodes) / max(len(sizes.nodes), 1),
             "sub_edges": sum(sizes.edges) / max(len(sizes.edges), 1)}
 
@@ -141,7 +173,8 @@ def main(argv=None) -> None:
                       f"step {r['step_s'] * 1e3:8.1f} ms  wait {r['wait_share']:5.1%}  "
                       f"{r['s_per_1k_pos'] * 1e3:7.1f} ms/1k pos  prepare {r['prepare_s']:7.1f} s  "
                       f"eval {r['eval_s']:6.1f} s ({r['eval_users']} users)  "
-                      f"peak {r['peak_gib']:5.2f} GiB (train {r['train_peak_gib']:5.2f})  "
+                      f"peak RSS {r['peak_gib']:5.2f} GiB (train {r['train_peak_gib']:5.2f}; anonymous: "
+                      f"train {r['train_anon_gib']:5.2f}, eval {r['eval_anon_gib']:5.2f})  "
                       f"sub-graph {r['sub_nodes']:,.0f} nodes {r['sub_edges']:,.0f} edges "
                       f"({r['step_s'] * 1e6 / max(r['sub_nodes'], 1):.2f} ms/1k nodes)", flush=True)
     for model in a.models:

@@ -49,7 +49,10 @@ class EdgeBatchSampler(DistributedSampler):
     A ``DistributedSampler`` so that Lightning, which recognises one, leaves it in place and only
     calls :meth:`set_epoch`. The edge order of an epoch comes from ``(seed, epoch)`` alone, so
     every rank shares it and takes every ``world_size``-th edge: no two ranks train the same
-    positives.
+    positives. Every rank must run the same number of steps (DDP's gradient all-reduce is a
+    collective), so, as ``DistributedSampler`` does, the order is padded with its own first
+    ``-E mod world_size`` edges: each rank trains exactly ``ceil(E / world_size)`` edges, and at
+    most ``world_size - 1`` positives are trained twice in an epoch (never within one process).
     """
 
     def __init__(self, num_edges: int, batch_size: int, seed: int = 0, rank: int = 0,
@@ -68,7 +71,9 @@ class EdgeBatchSampler(DistributedSampler):
 
     def __iter__(self) -> Iterator[BatchIndex]:
         gen = torch.Generator().manual_seed(mixed_seed(self.seed, self.epoch, 0))
-        perm = torch.randperm(self.num_edges, generator=gen)[self.rank::self.num_replicas].numpy()
+        perm = torch.randperm(self.num_edges, generator=gen)
+        pad = -self.num_edges % self.num_replicas  # equal shards: equal step counts on all ranks
+        perm = torch.cat([perm, perm[:pad]])[self.rank::self.num_replicas].numpy()
         for b, start in enumerate(range(0, perm.size, self.batch_size)):
             yield BatchIndex(self.epoch, b, batch_seed(self.seed, self.epoch, self.rank, b),
                              perm[start: start + self.batch_size])
