@@ -53,10 +53,14 @@ def sym_spmm(adj: Tensor, x: Tensor) -> Tensor:
 @torch.no_grad()
 def chunked_spmm(rowptr: Tensor, col: Tensor, deg: Tensor, h: Tensor, chunk_size: int) -> Tensor:
     """``D^-1/2 A D^-1/2 h`` without gradients, building ``chunk_size`` rows of the normalised
-    adjacency at a time (:func:`sym_norm_rows`); ``h [N, d]`` → ``[N, d]``."""
+    adjacency at a time (:func:`sym_norm_rows`); ``h [N, d]`` → ``[N, d]``, each chunk written
+    into the output in place (no list of chunks to concatenate: one ``[N, d]`` less at peak)."""
     N = h.size(0)
-    return torch.cat([sym_norm_rows(rowptr, col, deg, s, min(s + chunk_size, N)) @ h
-                      for s in range(0, N, chunk_size)])
+    out = h.new_empty(N, h.size(1))
+    for s in range(0, N, chunk_size):
+        e = min(s + chunk_size, N)
+        out[s:e] = sym_norm_rows(rowptr, col, deg, s, e) @ h
+    return out
 
 
 class _PoolMM(torch.autograd.Function):

@@ -110,14 +110,17 @@ def propagate(graph: Subgraph | FullGraph, x: Tensor, num_layers: int,
 def propagate_mean(graph: Subgraph | FullGraph, x: Tensor, num_layers: int) -> tuple[Tensor, Tensor]:
     """``(mean of the seeds' layers 0..L [S, d], layer 0 [S, d])`` of parameter-free (LightGCN)
     propagation: :func:`propagate` then :func:`layer_mean`, the same sums in the same order, but
-    each layer is added as it is made, so without gradients two layers live at a time, not
-    ``L + 1`` (a whole-graph evaluation of 3M nodes at d = 64: 768 MB a layer)."""
+    each layer is added as it is made, and without gradients divided in place, so two layers
+    and the sum live at a time, not ``L + 1`` (a whole-graph evaluation of 3M nodes at d = 64:
+    768 MB a layer)."""
     S, h = graph.num_seeds, x
     total = _rows(x, S)
     for l in range(num_layers):
         h = graph.aggregate(l, num_layers, h)
         fresh = l == 0 or torch.is_grad_enabled()   # never in place on x, nor under autograd
         total = total + _rows(h, S) if fresh else total.add_(_rows(h, S))
+    if num_layers and not torch.is_grad_enabled():  # total is our own sum, not x
+        return total.div_(num_layers + 1), _rows(x, S)
     return total / (num_layers + 1), _rows(x, S)
 
 

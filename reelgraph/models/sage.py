@@ -194,16 +194,19 @@ class SAGE(Recommender):
     # -- inference -------------------------------------------------------------------------
     def embed(self, static: SAGEStatic) -> tuple[Tensor, Tensor]:
         """Every node's output, layer by layer over all nodes in chunks of ``chunk_size``
-        (memory: the ``[U + I, d]`` tables plus one chunk's neighbourhood), over the plan's
-        inference neighbourhoods; deterministic."""
-        device = self.user.weight.device
-        chunks = torch.arange(self.num_users + self.num_items, device=device).split(
-            self.config.chunk_size)
-        h = torch.cat([self._input(c) for c in chunks])  # [N, d]
+        (memory: two ``[U + I, d]`` layers, each chunk written in place, plus one chunk's
+        neighbourhood), over the plan's inference neighbourhoods; deterministic."""
+        w0 = self.user.weight
+        N, d = self.num_users + self.num_items, self.config.embedding_dim
+        chunks = [slice(s, min(s + self.config.chunk_size, N))
+                  for s in range(0, N, self.config.chunk_size)]
+        h = w0.new_empty(N, d)
+        for c in chunks:
+            h[c] = self._input(torch.arange(c.start, c.stop, device=w0.device))
         for l, layer in enumerate(self.layers):
-            out = []
+            out = w0.new_empty(N, layer.linear.out_features)
             for c in chunks:
-                pos, nbr, w = static.neighbourhood(c)
-                out.append(self._post(layer(h[c], h, pos, nbr, w), l == len(self.layers) - 1))
-            h = torch.cat(out)
+                pos, nbr, w = static.neighbourhood(torch.arange(c.start, c.stop, device=w0.device))
+                out[c] = self._post(layer(h[c], h, pos, nbr, w), l == len(self.layers) - 1)
+            h = out
         return h[: self.num_users], h[self.num_users:]
