@@ -10,6 +10,7 @@ Examples::
     reelgraph fit --config configs/lightgcn_amazon_book.yaml --trainer.accelerator=cpu
     reelgraph fit --model=MFConfig --model.init_args.embedding_dim=32 --data.data=synthetic:tiny
     reelgraph fit --config runs/.../config.yaml --ckpt_path last   # resume
+    reelgraph fit --model.model=GFCFConfig            # GF-CF: training-free, validated and tested
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import importlib
 import logging
 import os
 import sys
+import time
 
 import torch
 
@@ -70,6 +72,24 @@ class ReelGraphCLI(LightningCLI):
         parser.add_argument("--export_dir", type=str | None, default=None,
                             help="where fit writes users.parquet/items.parquet (default: the run's log dir)")
 
+    def fit(self, model: RecModule, datamodule: RecDataModule, ckpt_path: str | None = None,
+            **kwargs) -> None:
+        """``Trainer.fit``, except for a training-free model (GF-CF): no optimiser and no epochs,
+        only validation (then :meth:`after_fit` tests and prints the table as for any model)."""
+        if not model.config.training_free:
+            self.trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, **kwargs)
+            return
+        name = type(model.config).__name__
+        log.info("%s is training-free: no epochs; validating, then testing", name)
+        if ckpt_path:
+            log.warning("%s has no trained state: ignoring ckpt_path=%s", name, ckpt_path)
+        start = time.perf_counter()
+        self.trainer.validate(model, datamodule=datamodule, verbose=False)
+        m = self.trainer.callback_metrics
+        log.info("%s: built and validated in %.1fs: recall@20 %.4f  ndcg@20 %.4f", name,
+                 time.perf_counter() - start, float(m.get(MONITOR, float("nan"))),
+                 float(m.get("val/ndcg@20", float("nan"))))
+
     def after_fit(self) -> None:
         trainer, dm = self.trainer, self.datamodule
         best = trainer.checkpoint_callback.best_model_path or None
@@ -78,17 +98,22 @@ class ReelGraphCLI(LightningCLI):
             return
         module = self.model
         ks = list(module.hparams.ks)
-        model_name = type(module.model).__name__
+        training_free = module.config.training_free
+        model_name = type(module.model).__name__ + (" (training-free)" if training_free else "")
         rows = {model_name: results[0], "MostPopular": popularity_baseline(dm, ks, module.hparams.auc)}
         keys = [f"test/{m}@{k}" for m in ("recall", "ndcg") for k in ks] + ["test/auc"]
         keys = [k for k in keys if k in rows[model_name]]
-        print(f"\nTest metrics (best checkpoint: {best}); {int(results[0]['test/num_users'])} users, "
+        source = "no epochs: training-free" if training_free else f"best checkpoint: {best}"
+        print(f"\nTest metrics ({source}); {int(results[0]['test/num_users'])} users, "
               f"full ranking over {dm.num_items} items, train/valid items masked")
         print(format_table({n: {k[5:]: v for k, v in m.items()} for n, m in rows.items()},
                            [k[5:] for k in keys]))
         pop = rows["MostPopular"].get("test/recall@20", 0.0)
         if pop > 0 and "test/recall@20" in rows[model_name]:
             print(f"Recall@20 lift over most-popular: {rows[model_name]['test/recall@20'] / pop:.2f}x")
+        if training_free:
+            log.info("%s has no embeddings: nothing exported", model_name)
+            return
         with torch.no_grad():
             user_emb, item_emb = module.model.embed(module.static())
         out = self.config[self.subcommand].get("export_dir") or os.path.join(trainer.log_dir or ".", "embeddings")

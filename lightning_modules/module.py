@@ -18,7 +18,7 @@ from reelgraph.errors import ConfigError, positive_int, require
 from reelgraph.graph import BipartiteGraph
 from reelgraph.lightning_modules._pl import pl
 from reelgraph.lightning_modules.optim import build_optimizer, check_optimizer, sparse_embeddings
-from reelgraph.metrics import RankingResult, rank_users
+from reelgraph.metrics import RankingResult, ScoreFn, inner_product, rank_users_fn
 from reelgraph.models import LightGCNConfig, ModelConfig, Recommender
 from reelgraph.samplers.batch import BPRBatch
 from reelgraph.samplers.plans.base import Plan
@@ -89,6 +89,7 @@ class RecModule(pl.LightningModule):
         self._plan: Plan | None = None
         self._snapshot: tuple[Tensor, Tensor] | None = None
         self._result: RankingResult | None = None
+        self._score: ScoreFn | None = None
 
     # -- setup -----------------------------------------------------------------------------
     def configure_model(self) -> None:
@@ -135,6 +136,9 @@ class RecModule(pl.LightningModule):
         return self.trainer.datamodule.static(self.device)
 
     def configure_optimizers(self):
+        if self.config.training_free:
+            raise ConfigError(f"{type(self.config).__name__} is training-free: there is nothing to "
+                              "fit; evaluate it with Trainer.validate/test (`reelgraph fit` does)")
         return build_optimizer(self.hparams.get("optimizer", "adam"), self.model,
                                self.hparams.lr, self.hparams.weight_decay)
 
@@ -164,15 +168,21 @@ class RecModule(pl.LightningModule):
 
     # -- evaluation ------------------------------------------------------------------------
     def _eval_start(self) -> None:
+        """The scores to rank by: the model's own ``score_fn`` (GF-CF), else the inner products
+        of its full-graph embeddings."""
         with torch.no_grad():
-            self._emb = self.model.embed(self.static())
-        if self.sampling_plan.mines_negatives:
-            self._snapshot = tuple(e.detach() for e in self._emb)
+            static = self.static()
+            self._score = self.model.score_fn(static)
+            if self._score is None:
+                emb = self.model.embed(static)
+                self._score = inner_product(*emb)
+                if self.sampling_plan.mines_negatives:
+                    self._snapshot = tuple(e.detach() for e in emb)
         self._result = None
 
     def _eval_step(self, users: Tensor, mask: str, target: str, auc: bool = False) -> None:
-        r = rank_users(*self._emb, users, self.graph(mask), self.graph(target),
-                       ks=self.hparams.ks, item_chunk_size=self.hparams.item_chunk_size, auc=auc)
+        r = rank_users_fn(self._score, users, self.graph(mask), self.graph(target),
+                          ks=self.hparams.ks, item_chunk_size=self.hparams.item_chunk_size, auc=auc)
         self._result = r if self._result is None else self._result.merge(r)
 
     def _eval_end(self, prefix: str, auc: bool = False) -> dict[str, float]:
@@ -192,7 +202,7 @@ class RecModule(pl.LightningModule):
             n = float(total.num_users)
             metrics[f"{prefix}/auc_users"] = float(total.sums["auc_users"]) / n if n else float("nan")
         self.log_dict(metrics, prog_bar=False, sync_dist=False)
-        self._emb = None
+        self._score = None
         return metrics
 
     def on_validation_epoch_start(self) -> None:

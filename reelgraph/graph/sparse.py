@@ -7,7 +7,7 @@ import warnings
 import torch
 from torch import Tensor
 
-from reelgraph.graph.csr import csr_rows, to_csr
+from reelgraph.graph.csr import csr_rows, expand_rows, to_csr
 
 
 def csr_tensor(rowptr: Tensor, col: Tensor, values: Tensor, shape: tuple[int, int],
@@ -16,6 +16,16 @@ def csr_tensor(rowptr: Tensor, col: Tensor, values: Tensor, shape: tuple[int, in
     with warnings.catch_warnings():  # "sparse CSR support is in beta"
         warnings.simplefilter("ignore", UserWarning)
         return torch.sparse_csr_tensor(rowptr.to(index_dtype), col.to(index_dtype), values, shape)
+
+
+def select_rows(rowptr: Tensor, col: Tensor, value: Tensor | None, rows: Tensor, num_cols: int
+                ) -> Tensor:
+    """Rows ``rows [R]`` of a CSR as a sparse CSR ``[R, num_cols]`` (``value=None``: ones)."""
+    _, slot = expand_rows(rowptr, rows)                                  # [M] the rows' slots
+    ptr = torch.zeros(rows.numel() + 1, dtype=torch.long, device=rows.device)
+    torch.cumsum(rowptr[rows + 1] - rowptr[rows], 0, out=ptr[1:])
+    v = torch.ones(slot.numel(), device=col.device) if value is None else value[slot]
+    return csr_tensor(ptr, col[slot], v, (rows.numel(), num_cols))
 
 
 def sym_norm_rows(rowptr: Tensor, col: Tensor, deg: Tensor, start: int = 0,

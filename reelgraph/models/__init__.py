@@ -1,13 +1,14 @@
 """Recommender models: one file each, an ``nn.Module`` with its config dataclass and its loss."""
 from reelgraph.models.base import (EmbeddingConfig, GraphConfig, ModelConfig, Recommender,
                                    bpr_loss, l2_loss)
+from reelgraph.models.gfcf import GFCF, GFCFConfig
 from reelgraph.models.lightgcn import LightGCN, LightGCNConfig
 from reelgraph.models.mf import MF, MFConfig, SparseMF, SparseMFConfig
 from reelgraph.models.ngcf import NGCF, NGCFConfig
 from reelgraph.models.sage import SAGE, SAGEConfig
 from reelgraph.models.simgcl import SimGCL, SimGCLConfig, info_nce
 
-__all__ = ["EmbeddingConfig", "GraphConfig", "LightGCN", "LightGCNConfig", "MF", "MFConfig",
-           "ModelConfig", "NGCF", "NGCFConfig", "Recommender", "SAGE", "SAGEConfig", "SimGCL",
+__all__ = ["EmbeddingConfig", "GFCF", "GFCFConfig", "GraphConfig", "LightGCN", "LightGCNConfig",
+           "MF", "MFConfig", "ModelConfig", "NGCF", "NGCFConfig", "Recommender", "SAGE", "SAGEConfig", "SimGCL",
            "SparseMF", "SparseMFConfig",
            "SimGCLConfig", "bpr_loss", "info_nce", "l2_loss"]

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -25,8 +25,11 @@ class ModelConfig:
     class_path/init_args``), Ray Train and Ray Tune all read and write it. ``build`` makes the model
     from the store's sizes and whatever side data it needs (creators, features), passed to the
     model's constructor as plain tensors; ``plan`` is the sampling plan its training batches need
-    (what the loader draws for it).
+    (what the loader draws for it). A ``training_free`` model (GF-CF) has nothing to fit: the CLI
+    validates and tests it without epochs.
     """
+
+    training_free: ClassVar[bool] = False
 
     def build(self, store: "GraphStore") -> "Recommender":
         raise NotImplementedError
@@ -101,7 +104,9 @@ class Recommender(nn.Module):
 
     ``model.loss(batch)`` is a dict holding ``"loss"`` (the total) and each term, from the batch
     its config's plan made (bound to the plan's per-device static state); ``model.embed(static)``
-    gives the full-graph ``(user_emb [U, d], item_emb [I, d])`` scored by inner product.
+    gives the full-graph ``(user_emb [U, d], item_emb [I, d])`` scored by inner product, unless
+    ``model.score_fn(static)`` gives the evaluator its own ``score_fn(users [B], items [C]) ->
+    [B, C]`` (a model whose scores are not inner products of embeddings, e.g. GF-CF).
     """
 
     num_users: int
@@ -112,6 +117,10 @@ class Recommender(nn.Module):
 
     def loss(self, batch: BPRBatch) -> dict[str, Tensor]:
         raise NotImplementedError
+
+    def score_fn(self, static: Any) -> Callable[[Tensor, Tensor], Tensor] | None:
+        """The evaluator's scores, if not the inner products of :meth:`embed` (``None``)."""
+        return None
 
 
 def bpr_loss(pos_score: Tensor, neg_score: Tensor) -> Tensor:
