@@ -1,17 +1,21 @@
 """Meta-path random walks (VA-GNN) over per-relation CSRs.
 
-In the graph store's vocabulary a vlogger is a ``creator`` and a video an ``item``. From each
-start user a walk repeatedly steps user → creator (a followed vlogger); at each creator it
+In the graph store's vocabulary a vlogger is a ``creator`` and a video an ``item``. The paper
+(VA-GNN §4.2) builds a length-3 meta-path "by starting from a user u and walking with
+probability q1 to a vlogger p interacted by u. Then we walk with probability q2 to another user
+u' interacted by p or 1 − q2 to a video v published by p". So from each start user a walk:
 
-* with probability ``q2`` also steps creator → item, emitting a user–creator–item meta-path
-  endpoint pair ``(start user, item)``;
-* with probability ``q1`` continues creator → user (another follower), emitting a
-  user–creator–user pair ``(start user, user)`` and walking on from that user; otherwise the
-  walk stops.
+* steps user → creator (a followed vlogger, uniform) with probability ``q1``, else stops with
+  no endpoint;
+* at the creator, EITHER (probability ``q2``) steps creator → user (another follower, uniform),
+  emitting a user–creator–user endpoint pair ``(start user, user)``, OR (``1 − q2``) steps
+  creator → item (one of its videos, uniform), emitting a user–creator–item pair
+  ``(start user, item)``: one endpoint per meta-path, never both.
 
-So step ``t`` of a walk reaches users ``t`` user–creator–user hops away, and walks last a
-geometric number of steps (mean ``1 / (1 - q1)``, capped at ``walk_length``). Vectorised over
-walks; the only loop runs over steps.
+``walk_length = 1`` is the paper's meta-path. A longer walk (our extension, off by default)
+goes on from a user endpoint with the next user → creator step, so step ``t`` reaches users
+``t`` user–creator–user hops away; it ends at its first video endpoint or failed step.
+Vectorised over walks; the only loop runs over steps.
 """
 from __future__ import annotations
 
@@ -44,10 +48,10 @@ def _stop_unless(mask: Tensor, pos: Tensor) -> Tensor:
 
 
 def metapath_walks(user_creator: CSR, creator_user: CSR, creator_item: CSR, users: Tensor, *,
-                   num_walks: int = 1, walk_length: int = 3, q1: float = 0.5, q2: float = 0.5,
+                   num_walks: int = 1, walk_length: int = 1, q1: float = 0.5, q2: float = 0.5,
                    exclude_self: bool = True,
                    generator: torch.Generator | None = None) -> MetaPathOutput:
-    """User–creator–user and user–creator–item walks from each start user.
+    """User–creator–user and user–creator–item meta-path endpoints from each start user.
 
     Args:
         user_creator (tuple): ``(rowptr [num_users + 1], col)`` follows CSR.
@@ -55,21 +59,25 @@ def metapath_walks(user_creator: CSR, creator_user: CSR, creator_item: CSR, user
         creator_item (tuple): ``(rowptr [num_creators + 1], col)`` creator → item CSR.
         users (Tensor): ``[B]`` start users.
         num_walks (int): walks per start user (default ``1``).
-        walk_length (int): most user → creator steps per walk (default ``3``).
-        q1 (float): chance of continuing creator → user at each step (default ``0.5``).
-        q2 (float): chance of emitting a creator → item endpoint at each step (default ``0.5``).
+        walk_length (int): most meta-paths chained per walk (default ``1``: the paper's).
+        q1 (float): chance of the user → creator step (default ``0.5``).
+        q2 (float): at the creator, chance of going on to a user; ``1 − q2``: to an item.
         exclude_self (bool): drop ``(u, u)`` user–user pairs; the walk still goes on.
         generator (torch.Generator, optional): on the CSR device.
+
+    With every user following a creator and every creator having followers and items, a walk
+    emits a user–user pair at step ``t`` with probability ``(q1 q2)^t`` and a user–item pair
+    with ``(q1 q2)^(t-1) q1 (1 - q2)``.
     """
     start = users.repeat_interleave(num_walks)  # [W]
     cur, uu, ui = start, [], []
     for _ in range(walk_length):
-        creator = walk_step(*user_creator, cur, generator)
-        emit = _rand((start.numel(),), start.device, generator) < q2
-        item = walk_step(*creator_item, _stop_unless(emit, creator), generator)
+        step = _rand((start.numel(),), start.device, generator) < q1
+        creator = walk_step(*user_creator, _stop_unless(step, cur), generator)
+        to_user = _rand((start.numel(),), start.device, generator) < q2
+        item = walk_step(*creator_item, _stop_unless(~to_user, creator), generator)
         ui.append(torch.stack([start, item])[:, item >= 0])
-        go_on = _rand((start.numel(),), start.device, generator) < q1
-        cur = walk_step(*creator_user, _stop_unless(go_on, creator), generator)
+        cur = walk_step(*creator_user, _stop_unless(to_user, creator), generator)
         keep = (cur >= 0) & ~(exclude_self & (cur == start))
         uu.append(torch.stack([start, cur])[:, keep])
     return MetaPathOutput(torch.cat(uu, 1), torch.cat(ui, 1))

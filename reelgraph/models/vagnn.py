@@ -8,7 +8,8 @@ views share the layer-0 tables ``e_u``, ``e_v``, ``e_p``:
   (``samplers.metapath``); a vlogger's embedding is the mean of its videos' (eq 4).
 * vlogger view (eqs 6–10): propagation over users + vloggers whose edges are the follows plus
   the endpoints ``(u', p)`` of vlogger–user–video–user walks ``p - u - v - u'``; a video's
-  embedding is the mean of its training users' (eq 9).
+  embedding is the mean over ``U_v`` (eq 9): its training users and the start users of the
+  user–vlogger–video meta-paths that reached it.
 
 Final embeddings concatenate the views (``2d``). A video ``v`` with vlogger embedding ``e_p(v)``
 is scored ``y_uv = w_v e_u.e_v + (1 - w_v) e_u.e_p(v)``, ``w_v = sigmoid(e_v^T Q e_p(v))`` (eqs 16–17;
@@ -24,9 +25,12 @@ Choices where the paper is vague:
 * Meta-path endpoints become extra (deduplicated, unweighted) edges of the view's graph, as eqs 1, 2
   and 7 define the neighbour sets; user–user endpoints are user–user edges of the video view. The
   walks are drawn once by the plan from ``walk_seed`` (the reference code also draws them
-  once; :mod:`reelgraph.samplers.plans.vagnn`). ``q1``/``q2`` are the sampler's: chance of going
-  on creator → user / of emitting a creator → item endpoint; ``num_walks`` walks of
-  ``walk_length`` follow steps per user.
+  once; :mod:`reelgraph.samplers.plans.vagnn`). ``q1``/``q2`` are the paper's (§4.2): the
+  user → vlogger step happens with probability ``q1``, then the meta-path ends at another
+  follower (``q2``) or at one of the vlogger's videos (``1 − q2``), one endpoint per walk. The
+  paper reports no values for them: 0.5 each is our default (untuned), so half the walks reach a
+  vlogger and those split evenly between the two meta-paths. ``num_walks`` walks per user;
+  ``walk_length`` chains meta-paths (1, the default, is the paper's).
 * Sums over layers ``0..L`` are means over ``L + 1`` layers (LightGCN's propagation).
 * The gate's bilinear form is scaled by ``1 / sqrt(kd)`` (as scaled dot-product attention). The
   paper has no scale; without it vlogger embeddings grow under ``lambda1 = 5`` and the gate
@@ -87,9 +91,9 @@ class VAGNNConfig(GraphConfig):
     cl_weight: float = 0.05       # lambda2, cross-view InfoNCE (paper: 0.0005 WeChat, 0.05 TakaTak)
     tau: float = 0.5              # InfoNCE temperature (paper: 0.5 WeChat, 0.05 TakaTak)
     num_walks: int = 1            # meta-path walks per user, each view
-    walk_length: int = 1          # follow steps per walk (1: the paper's length-3 meta-paths)
-    q1: float = 0.5               # P(walk goes on creator -> user: a user–user endpoint)
-    q2: float = 0.5               # P(walk emits creator -> item: a user–video endpoint)
+    walk_length: int = 1          # meta-paths chained per walk (1: the paper's length-3 ones)
+    q1: float = 0.5               # P(user -> vlogger step); the paper gives no value
+    q2: float = 0.5               # at the vlogger: P(-> user), 1 - q2: P(-> video); exclusive
     walk_seed: int = 0            # seed of the walks the plan draws once
     follow_min_views: int = 3     # derived follow: >= this many train views of its videos; 0: off
     contrastive: bool = True      # False: variant A (no cross-view InfoNCE)

@@ -15,13 +15,15 @@ Built once per store (``store.derived``: memory-mapped by every process, loader 
   by :func:`~reelgraph.samplers.metapath.metapath_walks`: user–vlogger–user and
   user–vlogger–video endpoints for the video view, the endpoints ``(u', p)`` of
   vlogger–user–video–user walks ``p - u - v - u'`` for the vlogger view. ``q1``/``q2`` are the
-  sampler's: chance of going on creator → user / of emitting a creator → item endpoint;
-  ``num_walks`` walks of ``walk_length`` follow steps per user. Endpoints become extra
+  paper's: chance of the user → vlogger step, then at the vlogger a user (``q2``) or one of its
+  videos (``1 − q2``), exclusive; ``num_walks`` walks of ``walk_length`` meta-paths per user
+  (1: the paper's). Endpoints become extra
   (deduplicated, unweighted) edges of the view's graph, as eqs 1, 2 and 7 define the neighbour
   sets; user–user endpoints are user–user edges of the video view (so it is not bipartite).
 * each view's symmetric CSR and degrees: the video view's edges are the training interactions
   and its endpoints, the vlogger view's the follows and its endpoints.
-* the pooling CSRs: a vlogger's videos (eq 4) and a video's train users (eq 9).
+* the pooling CSRs: a vlogger's videos (eq 4) and a video's ``U_v`` (eq 9): its train users
+  and the start users of the user–vlogger–video meta-paths that reached it.
 
 Per batch (:meth:`VAGNNPlan.sample`, every draw from the batch's generator):
 
@@ -37,8 +39,8 @@ Per batch (:meth:`VAGNNPlan.sample`, every draw from the batch's generator):
   vlogger, a uniform sample of ``pool_fanout`` of its videos (all with ``-1``); the vlogger's row
   (eq 4) is their mean, an unbiased estimate of the mean over all its videos. Vlogger view: seeds
   are those users, those vloggers and, for each needed video, a uniform sample of
-  ``pool_fanout`` of its train users, whose mean is the video's row (eq 9). Each view's ``L``-hop
-  subgraph is sampled as LightGCN's (:func:`~reelgraph.samplers.plans.gcn.sample_subgraph`:
+  ``pool_fanout`` of its users ``U_v`` (eq 9's pool), whose mean is the video's row (eq 9).
+  Each view's ``L``-hop subgraph is sampled as LightGCN's (:func:`~reelgraph.samplers.plans.gcn.sample_subgraph`:
   Horvitz–Thompson rescaled weights, full-graph degrees); ``exclude_targets`` drops the batch's
   positive edges from the video view only (the vlogger view has no user–video edges; eq-9
   pooling and meta-path edges keep them, as in the full mode).
@@ -82,7 +84,7 @@ class ViewRows:
             or the vloggers ``vlogger_ids`` (vlogger view).
         pool_index, pool_rows, pool_weight: ``[M]`` the mean pool of the other type (video view:
             each needed vlogger from its videos, eq 4; vlogger view: each needed video from its
-            train users, eq 9): position in ``vlogger_ids`` / ``item_ids``, row of the pooled
+            users ``U_v``, eq 9): position in ``vlogger_ids`` / ``item_ids``, row of the pooled
             node among the seeds, weight ``1 / #pooled`` (:func:`reelgraph.graph.weighted_sum`).
     """
 
@@ -153,7 +155,7 @@ class VAGNNBatch(BPRBatch):
 @dataclass(frozen=True)
 class VAGNNContext:
     """What sampling reads (memory-mapped): each view's symmetric CSR, the follows, the store's
-    item → creator CSR and the pooling CSRs creator → item (eq 4) and item → train user (eq 9)."""
+    item → creator CSR and the pooling CSRs creator → item (eq 4) and item → U_v (eq 9)."""
 
     video: SymmetricGraph
     vlogger: SymmetricGraph
@@ -170,7 +172,7 @@ class VAGNNContext:
 class VAGNNStatic:
     """Per-device state: each enabled view's whole graph (``None`` if the view is off),
     ``(M, M^T)`` mean-pooling matrices ``[P, I]`` (a vlogger's videos), ``[I, U]`` (a video's
-    train users) and ``[I, P]`` (a video's vloggers), and ``has_creator [I]``."""
+    users ``U_v``, eq 9) and ``[I, P]`` (a video's vloggers), and ``has_creator [I]``."""
 
     video_graph: FullGraph | None
     vlogger_graph: FullGraph | None
@@ -226,24 +228,28 @@ def _view_graphs(store, plan: "VAGNNPlan", follows: BipartiteGraph) -> dict[str,
                        **walk)
     video = symmetric_csr(torch.cat([train.users(), w.user_item[0], w.user_user[0]]),
                           torch.cat([t_col + U, w.user_item[1] + U, w.user_user[1]]), U + I)
-    # vlogger view: p - u - v - u' endpoints (u', p); the walk's "creator" is a video here
+    # eq 9's U_v: a video's train users and the starts of user–vlogger–video meta-paths to it
+    keys = torch.unique(torch.cat([train.col.long() * U + train.users(),
+                                   w.user_item[1] * U + w.user_item[0]]))
+    pool = BipartiteGraph.from_edges(keys // U, keys % U, I, U)          # item → users
+    # vlogger view: p - u - v - u' endpoints (u', p); the walk's "creator" is a video here,
+    # which has no videos of its own: every meta-path that reaches one goes on to a user
     no_items = (torch.zeros(I + 1, dtype=torch.long), t_col[:0])
     uvu = metapath_walks((t_rowptr, t_col), transpose_csr(t_rowptr, t_col, I), no_items, users,
-                         q2=0.0, **walk).user_user
+                         q2=1.0, **walk).user_user
     p = walk_step(*fcsr, uvu[0], gen)
     keys = torch.unique(torch.cat([follows.keys(), uvu[1][p >= 0] * P + p[p >= 0]]))
     vlogger = BipartiteGraph.from_edges(keys // P, keys % P, U, P).symmetric()
     names = ("rowptr", "col", "deg")
     return {**{f"video_{n}": t for n, t in zip(names, video)},
-            **{f"vlogger_{n}": t for n, t in zip(names, vlogger)}}
+            **{f"vlogger_{n}": t for n, t in zip(names, vlogger)},
+            "pool_rowptr": pool.rowptr, "pool_col": pool.col}
 
 
 def _pool_csrs(store) -> dict[str, Tensor]:
-    """creator → item (eq 4) and item → train user (eq 9) CSRs."""
-    train, ic = store.graph("train"), _item_creator(store)
-    ci = transpose_csr(*ic, store.num_nodes["creator"])
-    iu = transpose_csr(train.rowptr.long(), train.col.long(), train.num_items)
-    return {"creator_rowptr": ci[0], "creator_col": ci[1], "item_rowptr": iu[0], "item_col": iu[1]}
+    """The creator → item CSR (eq 4); eq 9's item → user pool is drawn with the walks."""
+    ci = transpose_csr(*_item_creator(store), store.num_nodes["creator"])
+    return {"creator_rowptr": ci[0], "creator_col": ci[1]}
 
 
 # -- the plan ------------------------------------------------------------------------------
@@ -277,15 +283,24 @@ class VAGNNPlan(Plan):
                           build)
         return BipartiteGraph(store.num_users, P, a["rowptr"], a["col"])
 
+    def _view_arrays(self, store) -> dict[str, Tensor]:
+        params = {"split": "train", "min_views": self.follow_min_views, "seed": self.walk_seed,
+                  "walks": (self.num_walks, self.walk_length, self.q1, self.q2),
+                  "metapath": "exclusive-q2", "pool": "eq9-endpoints"}
+        return store.derived("vagnn-views", params,
+                             lambda: _view_graphs(store, self, self.follows(store)))
+
     def views(self, store) -> tuple[SymmetricGraph, SymmetricGraph]:
         """The video view's and the vlogger view's symmetric CSRs (derived, mapped)."""
-        params = {"split": "train", "min_views": self.follow_min_views, "seed": self.walk_seed,
-                  "walks": (self.num_walks, self.walk_length, self.q1, self.q2)}
-        a = store.derived("vagnn-views", params,
-                          lambda: _view_graphs(store, self, self.follows(store)))
+        a = self._view_arrays(store)
         return tuple(SymmetricGraph(store.num_users, *(a[f"{v}_{n}"] for n in ("rowptr", "col",
                                                                                "deg")))
                      for v in ("video", "vlogger"))
+
+    def item_users(self, store) -> CSR:
+        """Eq 9's pool, item → users: train users and user–vlogger–video meta-path starts."""
+        a = self._view_arrays(store)
+        return a["pool_rowptr"], a["pool_col"]
 
     def context(self, store) -> VAGNNContext:
         video, vlogger = self.views(store)
@@ -293,7 +308,7 @@ class VAGNNPlan(Plan):
         a = store.derived("vagnn-pools", {"split": "train"}, lambda: _pool_csrs(store))
         return VAGNNContext(video, vlogger, (f.rowptr, f.col), _item_creator(store),
                             (a["creator_rowptr"], a["creator_col"]),
-                            (a["item_rowptr"], a["item_col"]),
+                            self.item_users(store),
                             store.num_users, store.num_items, store.num_nodes["creator"])
 
     # -- per batch -------------------------------------------------------------------------
@@ -354,12 +369,12 @@ class VAGNNPlan(Plan):
         U, I, P = store.num_users, store.num_items, store.num_nodes["creator"]
         ic_rowptr, ic_col = (t.to(device) for t in _item_creator(store))
         ic_items = csr_rows(ic_rowptr)
-        train = store.graph("train").to(device)
+        pool_rowptr, pool_col = (t.to(device).long() for t in self.item_users(store))
         return VAGNNStatic(
             self._whole(video, device) if self.video_view else None,
             self._whole(vlogger, device) if self.vlogger_view else None,
             mean_pool_matrix(ic_col, ic_items, P, I),
-            mean_pool_matrix(train.col.long(), train.users(), I, U),
+            mean_pool_matrix(csr_rows(pool_rowptr), pool_col, I, U),
             mean_pool_matrix(ic_items, ic_col, I, P), ic_rowptr[1:] > ic_rowptr[:-1], U, I, P)
 
 

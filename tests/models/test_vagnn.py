@@ -78,7 +78,7 @@ def test_mean_pooling_and_walk_free_graphs():
 
 
 def test_meta_path_edges_follow_the_paths():
-    a, _ = _dense(_config(q1=1.0, q2=1.0, num_walks=4), _store())
+    a, _ = _dense(_config(q1=1.0, q2=0.5, num_walks=8), _store())
     made = torch.zeros(P, I)
     made[MADE.col, MADE.users()] = 1
     follow = torch.zeros(U, P)
@@ -90,6 +90,23 @@ def test_meta_path_edges_follow_the_paths():
     assert (ui > train).any()  # some u - p - v endpoints are new edges
     uu = (a[:U, :U] > 0).float()
     assert (uu > 0).any() and torch.all(uu <= ((follow @ follow.t()) > 0).float())
+
+
+def test_eq9_pools_a_video_over_its_users_and_meta_path_starts():
+    """U_v of eq 9 holds the video's train users and the users whose user–vlogger–video
+    meta-path ended at it: the video view's user–video block, transposed."""
+    store, cfg = _store(), _config(q1=1.0, q2=0.0, num_walks=8)     # every walk ends at a video
+    a, _ = _dense(cfg, store)
+    in_view = (a[:U, U:] > 0).T                                          # [I, U]
+    pool = cfg.plan().static(store, CPU).item_user_pool[0].to_dense()    # [I, U] mean pool
+    assert torch.equal(pool > 0, in_view)
+    train = torch.zeros(I, U, dtype=torch.bool)
+    train[TRAIN.col, TRAIN.users()] = True
+    assert (in_view & ~train).any()                                      # meta-path starts added
+    rows = pool.sum(1)
+    assert torch.allclose(rows[rows > 0], torch.ones(int((rows > 0).sum())))  # a mean
+    none = _config(q1=0.0)                                               # no walks: train users
+    assert torch.equal(none.plan().static(store, CPU).item_user_pool[0].to_dense() > 0, train)
 
 
 def test_walks_are_drawn_once_from_walk_seed():
