@@ -18,8 +18,15 @@ Loss (eq. 10): the adaptive loss (eq. 8, per-user MLP boundaries of eq. 9) + δ�
 
 Where the paper is vague (each choice is ours):
 
-- Non-sampling (eq. 8) is replaced by the batch's positives and sampled negatives, each part a
-  mean; eq. 9's sums over N(u)+ / N(u)- are means (sums scale with degree and catalogue size).
+- Eq. 8 is non-sampling: ``rec_negatives="all"`` computes it exactly (every non-interacted item,
+  eq. 7's uniform weight ``c0``; :func:`full_adaptive_loss`, whole graph only). The default
+  ``"sampled"`` is the scalable estimate: the batch's positives and sampled negatives, each part
+  a mean. Triples are uniform train edges with uniform non-positive negatives, so its expectation
+  is ``sum_u [sum_{N(u)+} (B_up - s)^2 + deg(u)/|N(u)-| sum_{N(u)-} (s - B_low)^2] / |E|``: the
+  exact loss with a per-user ``c0 = deg(u) / |N(u)-|``, i.e. biased against eq. 8's uniform
+  weight unless every user has the same degree (weighting each triple's negative mean by
+  ``|N(u)-| / deg(u)`` removes the bias). Eq. 9's sums over N(u)+ / N(u)- are means (sums scale
+  with degree and catalogue size).
 - The margin term is written ``-max{m - (B_up - B_low), 0}``; minimising that would widen the
   violation, so we minimise the hinge ``max{m - (B_up - B_low), 0}`` (its stated intent).
 - L_str / L_sem: eq. 2 has positives only, which inflating every score minimises; as in UltraGCN
@@ -69,6 +76,9 @@ from reelgraph.samplers.plans.a2bm2gl import (A2BM2GLBatch, A2BM2GLPlan, A2BM2GL
                                               ModalityGraph)
 
 
+REC_NEGATIVES = ("sampled", "all")
+
+
 @dataclass(frozen=True)
 class A2BM2GLConfig(GraphConfig):
     """A²BM²GL: the :class:`GraphConfig` fields (``fanouts``: the collaborative propagation's;
@@ -92,9 +102,21 @@ class A2BM2GLConfig(GraphConfig):
     modalities: list[str] | None = None  # store modalities used; None: all
     boundary_fanout: int = 16           # sampled: train items per batch user for eq. 9's N(u)+
     boundary_items: int = 256           # sampled: uniform items estimating eq. 9's all-item sum
+    rec_negatives: str = "sampled"      # eq. 8's N(u)-: "sampled" (the batch's negatives, the
+    #                                     scalable estimate) or "all" (exact non-sampling loss,
+    #                                     every non-interacted item; whole graph only)
+    rec_neg_weight: float = 1.0         # "all": c0, eq. 7's uniform weight of each missing entry
 
     def __post_init__(self):
         super().__post_init__()
+        if self.rec_negatives not in REC_NEGATIVES:
+            raise ValueError(f"A2BM2GLConfig: rec_negatives={self.rec_negatives!r}; choose from "
+                             f"{REC_NEGATIVES}")
+        if self.rec_negatives == "all" and (self.fanouts is not None or not self.adaptive_loss):
+            raise ValueError("A2BM2GLConfig: rec_negatives='all' reads every item's fused row and "
+                             "is eq. 8's: it needs fanouts=None and adaptive_loss=True")
+        if not self.rec_neg_weight >= 0:
+            raise ValueError(f"A2BM2GLConfig: rec_neg_weight={self.rec_neg_weight} must be >= 0")
         for name in ("boundary_fanout", "boundary_items"):
             if getattr(self, name) == 0 or getattr(self, name) < -1:
                 raise ValueError(f"A2BM2GLConfig: {name}={getattr(self, name)} must be >= 1 or -1")
@@ -150,7 +172,49 @@ def adaptive_loss(pos_score: Tensor, neg_score: Tensor, upper: Tensor, lower: Te
     Returns ``mean (B_up - s+)^2 + mean (s- - B_low)^2`` and ``mean max(m - (B_up - B_low), 0)``.
     """
     rec = (upper - pos_score).pow(2).mean() + (neg_score - lower.unsqueeze(1)).pow(2).mean()
-    return rec, F.relu(margin - (upper - lower)).mean()
+    return rec, margin_loss(upper, lower, margin)
+
+
+def margin_loss(upper: Tensor, lower: Tensor, margin: float) -> Tensor:
+    """``mean max(m - (B_up - B_low), 0)``: the hinge the printed ``-max{...}`` means."""
+    return F.relu(margin - (upper - lower)).mean()
+
+
+def full_adaptive_loss(user: Tensor, item: Tensor, index: Tensor, pos: Tensor, upper: Tensor,
+                       lower: Tensor, *, pos_weight: float = 1.0,
+                       neg_weight: float | Tensor = 1.0, chunk_size: int = 65536) -> Tensor:
+    """Eq. 8 without sampling, per user, with eq. 7's entry weights ``c_uv``:
+
+    ``l(u) = c+ sum_{v in N(u)+} (B_up - s_uv)^2 + c0 sum_{v in N(u)-} (s_uv - B_low)^2``,
+    ``s_uv = E_u . E_v``, for ``user [B, d]``, every item ``item [I, d]``, the users' interacted
+    items as pairs ``(index [M] row in user, pos [M] item)`` (no duplicates) and ``upper``,
+    ``lower [B]``. Returns ``l [B]``.
+
+    Weights: eq. 7 names ``c_uv`` and says missing entries are weighted uniformly; eq. 8 prints
+    none. We read ``c+ = pos_weight`` on every interacted entry and ``c0 = neg_weight`` on every
+    missing one (both 1: eq. 8 as printed; ``neg_weight [B]``: one per user).
+
+    Uniform ``c0`` makes the N(u)- part a quadratic form (the non-sampling trick of this line of
+    work, e.g. Chen et al.'s ENMF): with the item mean ``mu`` and scatter ``C = sum_v (E_v -
+    mu)(E_v - mu)^T`` over all ``I`` items, ``sum_v (s_uv - b)^2 = E_u^T C E_u + I (E_u . mu -
+    b)^2`` (two non-negative terms: no cancellation), minus the same over N(u)+. ``mu`` and ``C``
+    are summed over ``chunk_size`` items at a time: nothing larger than ``[chunk, d]``, ``[B, d]``
+    or ``[M, d]`` is formed (never ``[B, I]``; autograd keeps the ``[I, d]`` chunks), at
+    ``O((I + B) d^2 + M d)``.
+    """
+    n, chunks = item.size(0), range(0, item.size(0), chunk_size)
+    mu = sum(item[i:i + chunk_size].sum(0) for i in chunks) / n                     # [d]
+    scatter = user.new_zeros(user.size(1), user.size(1))                            # [d, d]
+    for i in chunks:
+        centred = item[i:i + chunk_size] - mu                                       # [c, d]
+        scatter = scatter + centred.T @ centred
+    every = ((user @ scatter) * user).sum(1) + n * (user @ mu - lower).pow(2)       # [B]
+    s = (user[index] * item[pos]).sum(1)                                            # [M]
+    b = user.size(0)
+    zero = user.new_zeros(b)
+    up = zero.index_add(0, index, (upper[index] - s).pow(2))                        # [B]
+    seen = zero.index_add(0, index, (s - lower[index]).pow(2))                      # [B]
+    return pos_weight * up + neg_weight * (every - seen)
 
 
 def constraint_loss(pos_score: Tensor, neg_score: Tensor, beta: Tensor) -> Tensor:
@@ -335,8 +399,15 @@ class A2BM2GL(Recommender):
         return torch.unique(torch.cat(parts))
 
     def boundaries(self, batch: A2BM2GLBatch, out: Rows) -> tuple[Tensor, Tensor]:
-        """Eq. 9 per triple: ``B_up``, ``B_low [B]`` from ``E_u`` and the mean ``E_v`` over N(u)+
-        and N(u)- of its user, from the batch's draws (:class:`BoundaryDraws`)."""
+        """Eq. 9 per triple: ``B_up``, ``B_low [B]`` (:meth:`user_boundaries` of its user)."""
+        upper, lower = self.user_boundaries(batch, out)
+        inv = torch.searchsorted(batch.bounds.users, batch.users)
+        return upper[inv], lower[inv]
+
+    def user_boundaries(self, batch: A2BM2GLBatch, out: Rows) -> tuple[Tensor, Tensor]:
+        """Eq. 9 per unique batch user (``batch.bounds.users``): ``B_up``, ``B_low [b]`` from
+        ``E_u`` and the mean ``E_v`` over N(u)+ and N(u)-, from the batch's draws
+        (:class:`BoundaryDraws`)."""
         d, I = batch.bounds, self.num_items
         item = lambda ids: gather(out.item, batch.fused_items, ids)  # noqa: E731
         pos_mean = weighted_sum(d.index, d.weight, item(d.item), d.users.numel())  # [b, d]
@@ -346,8 +417,26 @@ class A2BM2GL(Recommender):
         e_u = gather(out.user, batch.fused_users, d.users)
         upper = self.upper(torch.cat([e_u, pos_mean], 1)).squeeze(1)
         lower = self.lower(torch.cat([e_u, neg_mean], 1)).squeeze(1)
-        inv = torch.searchsorted(d.users, batch.users)
-        return upper[inv], lower[inv]
+        return upper, lower
+
+    def full_rec_loss(self, batch: A2BM2GLBatch, out: Rows, upper: Tensor, lower: Tensor
+                      ) -> Tensor:
+        """Eq. 8 exact (:func:`full_adaptive_loss`) for the batch's users, ``upper``/``lower
+        [b]`` per unique user: ``mean_t l(u_t) / deg(u_t)`` over the triples. Triples are train
+        edges drawn uniformly, so user ``u`` appears ``deg(u)`` times per epoch and this is an
+        unbiased estimate of ``sum_u l(u) / |E|`` (eq. 8's sum over users, scaled by 1 / |E|).
+        Needs the whole graph: every fused item and, in ``batch.bounds``, every train item of
+        each user (eq. 9's exact draws)."""
+        d = batch.bounds
+        if batch.fused_items is not None or d.items is not None:
+            raise ValueError("A2BM2GL: rec_negatives='all' needs the whole-graph plan "
+                             "(fanouts=None)")
+        e_u = gather(out.user, batch.fused_users, d.users)                   # [b, d]
+        loss = full_adaptive_loss(e_u, out.item, d.index, d.item, upper, lower,
+                                  neg_weight=self.config.rec_neg_weight,
+                                  chunk_size=self.config.chunk_size)         # [b]
+        per_edge = loss / batch.static.deg[d.users].float().clamp(min=1)
+        return per_edge[torch.searchsorted(d.users, batch.users)].mean()
 
     def _str_loss(self, batch: A2BM2GLBatch, out: Rows) -> Tensor:
         """L_str on the collaborative rows of the batch's triples."""
@@ -378,7 +467,13 @@ class A2BM2GL(Recommender):
         pos = (u * gather(out.item, batch.fused_items, batch.pos)).sum(-1)    # [B]
         neg = torch.einsum("bd,bkd->bk", u, gather(out.item, batch.fused_items, batch.neg))
         terms: dict[str, Tensor] = {}
-        if c.adaptive_loss:
+        if c.adaptive_loss and c.rec_negatives == "all":
+            upper, lower = self.user_boundaries(batch, out)                   # [b]
+            terms["rec"] = self.full_rec_loss(batch, out, upper, lower)
+            inv = torch.searchsorted(batch.bounds.users, batch.users)
+            terms["margin"] = margin_loss(upper[inv], lower[inv], c.margin)
+            total = terms["rec"] + c.margin_weight * terms["margin"]
+        elif c.adaptive_loss:
             terms["rec"], terms["margin"] = adaptive_loss(pos, neg, *self.boundaries(batch, out),
                                                           c.margin)
             total = terms["rec"] + c.margin_weight * terms["margin"]

@@ -7,7 +7,8 @@ import torch
 from reelgraph.data.store import InMemoryStore
 from reelgraph.graph import BipartiteGraph, to_csr, weighted_sum
 from reelgraph.models import MFConfig
-from reelgraph.models.a2bm2gl import A2BM2GL, A2BM2GLConfig, adaptive_loss
+from reelgraph.models.a2bm2gl import (A2BM2GL, A2BM2GLConfig, adaptive_loss,
+                                      full_adaptive_loss)
 from reelgraph.models.base import bpr_loss
 from reelgraph.samplers.batch import BPRBatch
 from reelgraph.samplers.loader import plan_batch
@@ -53,6 +54,72 @@ def test_adaptive_and_margin_loss_by_hand():
     assert math.isclose(rec.item(), 1.0 + 2.625, rel_tol=1e-6)
     assert math.isclose(margin.item(), (0.0 + 0.5) / 2, rel_tol=1e-6)  # gaps 3 and 0.5
 
+
+
+# -- eq. 8 without sampling ---------------------------------------------------------------------
+# 4 users x 7 items, d = 3. u0 saw items 0, 2; u1 item 5; u2 nothing; u3 every item.
+SEEN = torch.tensor([[1, 0, 1, 0, 0, 0, 0], [0, 0, 0, 0, 0, 1, 0], [0] * 7, [1] * 7]).bool()
+USER = torch.tensor([[1.0, 0.0, 0.5], [0.0, 2.0, -1.0], [0.5, 0.5, 0.5], [-1.0, 1.0, 0.0]])
+ITEM = torch.tensor([[1.0, 1.0, 0.0], [0.0, 1.0, 1.0], [1.0, 0.0, 1.0], [2.0, 0.0, 0.0],
+                     [0.0, -1.0, 0.5], [0.5, 0.5, 0.5], [-1.0, 0.0, 2.0]])
+UPPER, LOWER = torch.tensor([2.0, 1.5, 1.0, 0.5]), torch.tensor([0.0, -0.5, 0.25, -1.0])
+
+
+def _dense_full_loss(user, item, seen, upper, lower, pos_weight=1.0, neg_weight=1.0):
+    """Eq. 8 with eq. 7's weights on the dense ``[B, I]`` score matrix."""
+    s = user @ item.T
+    return (pos_weight * (seen * (upper.unsqueeze(1) - s) ** 2).sum(1)
+            + neg_weight * (~seen * (s - lower.unsqueeze(1)) ** 2).sum(1))
+
+
+def _full_inputs(requires_grad=False):
+    ts = [t.double().clone().requires_grad_(requires_grad) for t in (USER, ITEM, UPPER, LOWER)]
+    index, pos = SEEN.nonzero(as_tuple=True)
+    return ts, index, pos
+
+
+def test_full_adaptive_loss_by_hand():
+    """u0: scores 1, 0.5, 1.5, 2, 0.25, 0.75, 0 with B_up 2, B_low 0; positives items 0, 2."""
+    (user, item, upper, lower), index, pos = _full_inputs()
+    got = full_adaptive_loss(user, item, index, pos, upper, lower)
+    assert math.isclose(got[0].item(), (1 + 0.25) + (0.25 + 4 + 0.0625 + 0.5625 + 0), rel_tol=1e-9)
+
+
+@pytest.mark.parametrize("pos_weight, neg_weight", [(1.0, 1.0), (0.7, 0.3), (1.0, 0.0)])
+@pytest.mark.parametrize("chunk_size", [1, 2, 3, 7, 100])
+def test_full_adaptive_loss_matches_dense_reference(pos_weight, neg_weight, chunk_size):
+    (user, item, upper, lower), index, pos = _full_inputs()
+    got = full_adaptive_loss(user, item, index, pos, upper, lower, pos_weight=pos_weight,
+                             neg_weight=neg_weight, chunk_size=chunk_size)
+    want = _dense_full_loss(user, item, SEEN, upper, lower, pos_weight, neg_weight)
+    assert torch.allclose(got, want, rtol=0, atol=1e-6), (got, want)
+    assert (want[:2] > 0).all() and (want[2] > 0) == (neg_weight > 0)  # u2: negatives only
+    assert want[3] == pos_weight * ((upper[3] - user[3] @ item.T) ** 2).sum()  # no N(u)-
+    per_user = torch.tensor([0.5, 2.0, 1.0, 3.0], dtype=torch.float64)    # c0 per user
+    got = full_adaptive_loss(user, item, index, pos, upper, lower, neg_weight=per_user,
+                             chunk_size=chunk_size)
+    assert torch.allclose(got, _dense_full_loss(user, item, SEEN, upper, lower, 1.0, per_user),
+                          rtol=0, atol=1e-6)
+
+
+def test_full_adaptive_loss_gradients_match_dense_reference():
+    """Gradients reach user and item embeddings and both boundaries, equal to the dense ones,
+    whatever the chunk size."""
+    grads = []
+    for chunk_size in (None, 1, 3, 7):
+        (user, item, upper, lower), index, pos = _full_inputs(requires_grad=True)
+        if chunk_size is None:
+            loss = _dense_full_loss(user, item, SEEN, upper, lower, 0.7, 0.3)
+        else:
+            loss = full_adaptive_loss(user, item, index, pos, upper, lower, pos_weight=0.7,
+                                      neg_weight=0.3, chunk_size=chunk_size)
+        (loss * torch.arange(1.0, 5.0, dtype=torch.float64)).sum().backward()
+        grads.append([t.grad for t in (user, item, upper, lower)])
+    for g in grads[0]:
+        assert g.abs().sum() > 0
+    for other in grads[1:]:
+        for a, b in zip(grads[0], other):
+            assert torch.allclose(a, b, rtol=0, atol=1e-9)
 
 def _dense_rwr(adj: torch.Tensor, alpha: float, steps: int) -> torch.Tensor:
     p = adj / adj.sum(1, keepdim=True).clamp(min=1)
@@ -128,8 +195,9 @@ def test_static_knn_graphs_are_symmetric_with_mean_one_betas():
         assert g.rwr.index.shape == (8, 4) and g.rwr.mask.any()
 
 
-def test_gradient_reaches_every_parameter():
-    model, store = _tiny()
+@pytest.mark.parametrize("rec_negatives", ["sampled", "all"])
+def test_gradient_reaches_every_parameter(rec_negatives):
+    model, store = _tiny(rec_negatives=rec_negatives)
     out = _loss(model, store)
     assert set(out) == {"loss", "rec", "margin", "str", "sem", "l2"}
     out["loss"].backward()
@@ -165,6 +233,39 @@ def test_loss_scores_the_embeddings_embed_returns():
                         torch.einsum("bd,bkd->bk", u[t.users], i[t.neg]))
     assert torch.allclose(_loss(model, store)["bpr"], expected)
 
+
+
+def test_rec_negatives_routes_the_loss(feature_store, small_batch):
+    """"sampled": the rec and margin terms are exactly :func:`adaptive_loss` over the batch's
+    negatives; "all": eq. 8 over every item (dense reference on the forward's rows), per triple
+    ``l(u) / deg(u)`` (degrees differ here), the same margin, and a different rec value."""
+    store, t = feature_store, small_batch
+    torch.manual_seed(0)
+    model = A2BM2GLConfig(embedding_dim=8, knn_k=3, rwr_top_n=5).build(store)
+    batch = plan_batch(store, model.config.plan(), t)
+    out = model(batch.static, batch.static.graph, None, None, None, [None, None])
+    u = out.user[t.users]
+    rec, margin = adaptive_loss((u * out.item[t.pos]).sum(-1),
+                                torch.einsum("bd,bkd->bk", u, out.item[t.neg]),
+                                *model.boundaries(batch, out), model.config.margin)
+    sampled = model.loss(batch)
+    assert torch.equal(sampled["rec"], rec) and torch.equal(sampled["margin"], margin)
+
+    model.config = full = replace(model.config, rec_negatives="all")
+    exact = model.loss(plan_batch(store, full.plan(), t))
+    rowptr, col = store.csr("train")
+    deg = rowptr.diff()
+    seen = torch.zeros(30, 40, dtype=torch.bool)
+    seen[torch.arange(30).repeat_interleave(deg), col.long()] = True
+    users = batch.bounds.users
+    dense = _dense_full_loss(out.user[users], out.item, seen[users],
+                             *model.user_boundaries(batch, out))          # [b]
+    want = (dense / deg[users])[torch.searchsorted(users, t.users)].mean()
+    assert deg[t.users].unique().numel() > 1
+    assert torch.allclose(exact["rec"], want, rtol=1e-5), (exact["rec"], want)
+    assert torch.equal(exact["margin"], margin) and not torch.allclose(exact["rec"], rec)
+    assert all(torch.equal(exact[k], sampled[k]) for k in ("str", "sem", "l2"))
+    assert exact["loss"] != sampled["loss"]
 
 def test_feature_scale_does_not_matter():
     """Unit feature rows: features x100 give the same model, semantic parts on the cf scale."""
@@ -392,6 +493,14 @@ def test_config_validation():
             A2BM2GLConfig(**{field: 0})
     with pytest.raises(ValueError, match="A2BM2GLConfig: rwr_alpha=0"):
         A2BM2GLConfig(rwr_alpha=0)
+    with pytest.raises(ValueError, match="rec_negatives='some'; choose from"):
+        A2BM2GLConfig(rec_negatives="some")
+    for kw in (dict(fanouts=[2, 2, 2]), dict(adaptive_loss=False)):
+        with pytest.raises(ValueError, match="rec_negatives='all' .* needs fanouts=None"):
+            A2BM2GLConfig(rec_negatives="all", **kw)
+    with pytest.raises(ValueError, match="rec_neg_weight=-1 must be >= 0"):
+        A2BM2GLConfig(rec_neg_weight=-1)
+    assert A2BM2GLConfig().rec_negatives == "sampled"
     with pytest.raises(ValueError, match="A2BM2GLConfig: reg_weight=-1"):
         A2BM2GLConfig(reg_weight=-1)
     assert A2BM2GLConfig().reg_weight == 1e-2
