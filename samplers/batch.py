@@ -49,6 +49,8 @@ class BPRBatch:
         neg (Tensor): ``[B, num_negatives]`` items the user never interacted with in train.
         seed (int): seed of the generator the batch was drawn with (``(seed, epoch, rank,
             batch)``); a hook that draws more for this batch derives its generator from it.
+        epoch (int, optional): the 0-based epoch the batch belongs to, for plans whose draws
+            change with it (PinSage's hard-negative curriculum); ``None`` outside a loader.
         static: the plan's per-device state, bound after the batch reaches the device.
     """
 
@@ -56,6 +58,7 @@ class BPRBatch:
     pos: Tensor
     neg: Tensor
     seed: int = field(default=0, kw_only=True)
+    epoch: int | None = field(default=None, kw_only=True)
     static: Any = field(default=None, kw_only=True, repr=False)
 
     def to(self, device: torch.device | str, non_blocking: bool = False):

@@ -150,7 +150,8 @@ class TrainBatches(Dataset):
             neg = uniform_negatives(users, keys, graph.num_items, self.num_negatives, generator=gen)
         else:
             neg = popularity_negatives(users, keys, cdf, self.num_negatives, generator=gen)
-        return self.plan.sample(ctx, BPRBatch(users, pos, neg, seed=index.seed), gen)
+        return self.plan.sample(ctx, BPRBatch(users, pos, neg, seed=index.seed,
+                                              epoch=index.epoch), gen)
 
 
 def plan_batch(store, plan: Plan, triples: BPRBatch, seed: int = 0,

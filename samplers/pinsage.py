@@ -5,6 +5,9 @@
   neighbourhood, weighted by normalised visit counts.
 * :func:`tightness_neighbors`: neighbours drawn in proportion to relationship tightness,
   either the interaction strength (edge weight) or the number of shared neighbours.
+* :func:`ppr_hard_negatives`: PinSage's hard negatives (§3.3): items drawn from a rank window
+  of a user's personalised-PageRank ranking, estimated by the visit counts of random walks with
+  restart from the user (:func:`user_item_visits`), train positives never.
 
 All vectorised over walks and edges; loops run over walk steps only. The roles of the two
 node sets swap by swapping the two CSRs (user seeds: pass ``user_item`` as ``item_user``).
@@ -18,6 +21,7 @@ import torch
 from torch import Tensor
 
 from reelgraph.graph import contains_edges, row_slots
+from reelgraph.samplers.negative import Positives, is_positive, uniform_negatives
 from reelgraph.samplers.neighbor import _rand, cumulative_weights, sample_weighted, segment_topk
 
 CSR = tuple[Tensor, Tensor]
@@ -128,6 +132,91 @@ def pinsage_neighbors(item_user: CSR, user_item: CSR, seeds: Tensor, *, num_neig
     seed_index, item = key // num_items, key % num_items
     top = segment_topk(seed_index, count.to(torch.float64), num_neighbors)
     return _normalised(seeds.numel(), seed_index[top], item[top], count[top].to(torch.float))
+
+
+def user_item_visits(user_item: CSR, item_user: CSR, users: Tensor, *, num_walks: int,
+                     walk_length: int, restart_prob: float,
+                     generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    """Items visited by ``num_walks`` walks with restart from each user: each of ``walk_length``
+    steps goes user → item (recorded) → user, then jumps back to the walk's user with probability
+    ``restart_prob``. Visit counts estimate the user's personalised PageRank over items.
+
+    Returns:
+        ``(seed_index [V], item [V])``, one row per visit (position in ``users``).
+    """
+    seed_index = torch.arange(users.numel(), device=users.device).repeat_interleave(num_walks)
+    home = users[seed_index]  # [S * T]
+    pos, visits = home, []
+    for _ in range(walk_length):
+        item = walk_step(*user_item, pos, generator)
+        visits.append(torch.stack([seed_index, item]))
+        user = walk_step(*item_user, item, generator)
+        restart = _rand((pos.numel(),), pos.device, generator) < restart_prob
+        pos = torch.where(restart | (user < 0), home, user)
+    v = torch.cat(visits, 1)  # [2, S * T * L]
+    v = v[:, v[1] >= 0]
+    return v[0], v[1]
+
+
+def ppr_hard_negatives(user_item: CSR, item_user: CSR, users: Tensor, positives: Positives,
+                       num_negatives: int, *, rank_range: tuple[int, int], num_walks: int,
+                       walk_length: int, restart_prob: float,
+                       generator: torch.Generator | None = None) -> Tensor:
+    """PinSage's hard negatives: per user, items drawn uniformly among ranks ``rank_range``
+    (0-based, half-open) of its personalised-PageRank ranking, train positives removed before
+    ranking (Ying et al. 2018, §3.3: ranks 2000-5000 on Pinterest's graph).
+
+    The ranking is the visit counts of :func:`user_item_visits` (ties in random order); only
+    visited items are ranked, so the window is clipped to each user's count ``n`` of visited
+    non-positive items (``[min(lo, n - 1), min(hi, n))``), and a user whose walks reach no such
+    item gets uniform non-positive items. Computed once per distinct user of ``users``.
+
+    Args:
+        user_item, item_user (tuple): the train CSRs ``(rowptr, col)`` and their transpose.
+        users (Tensor): ``[B]`` user indices (repeats allowed).
+        positives: the train positives to exclude (:mod:`reelgraph.samplers.negative`).
+        num_negatives (int): hard negatives per row.
+        rank_range (tuple): ranks ``[lo, hi)``, ``0 <= lo < hi``.
+        num_walks, walk_length, restart_prob: the walks of :func:`user_item_visits`.
+        generator (torch.Generator, optional): on the CSR device.
+
+    Returns:
+        ``[B, num_negatives]`` int64 items, never a train positive of the row's user.
+    """
+    num_items = item_user[0].numel() - 1
+    uniq, inv = torch.unique(users.long(), return_inverse=True)  # [S], [B]
+    seed_index, item = user_item_visits(user_item, item_user, uniq, num_walks=num_walks,
+                                        walk_length=walk_length, restart_prob=restart_prob,
+                                        generator=generator)
+    ranked, per_user = _rank_visits(uniq, seed_index, item, positives, num_items, generator)
+    n, start = per_user[inv], (torch.cumsum(per_user, 0) - per_user)[inv]  # [B] each
+    hi = torch.clamp(n, max=rank_range[1])
+    lo = torch.minimum(torch.full_like(hi, rank_range[0]), (hi - 1).clamp(min=0))
+    r = _rand((users.numel(), num_negatives), users.device, generator)
+    rank = lo.unsqueeze(1) + (r * (hi - lo).unsqueeze(1)).long()  # [B, k]
+    rank = torch.minimum(rank, (hi - 1).clamp(min=0).unsqueeze(1))
+    neg = ranked[(start.unsqueeze(1) + rank).clamp(max=max(ranked.numel() - 1, 0))] \
+        if ranked.numel() else torch.zeros_like(rank)
+    empty = torch.nonzero(n == 0).flatten()
+    if empty.numel():  # nothing but positives visited: uniform non-positive items
+        neg[empty] = uniform_negatives(users[empty], positives, num_items, num_negatives,
+                                       generator=generator)
+    return neg
+
+
+def _rank_visits(users: Tensor, seed_index: Tensor, item: Tensor, positives: Positives,
+                 num_items: int, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+    """Visits ``(seed_index [V], item [V])`` of ``users [S]`` ranked: ``ranked [R]``, each user's
+    visited non-positive items, users in order, most visited first (ties in random order), and
+    ``per_user [S]``, how many each user has."""
+    key, count = torch.unique(seed_index * num_items + item, return_counts=True)
+    seed_index, item = key // num_items, key % num_items
+    keep = ~is_positive(positives, users[seed_index], item, num_items)
+    seed_index, item, count = seed_index[keep], item[keep], count[keep]
+    score = count + _rand((count.numel(),), count.device, generator)  # random order in a tie
+    order = torch.argsort(score, descending=True, stable=True)
+    order = order[torch.argsort(seed_index[order], stable=True)]  # by user, then visits
+    return item[order], torch.bincount(seed_index, minlength=users.numel())
 
 
 def _normalised(num_seeds: int, seed_index: Tensor, neighbor: Tensor, weight: Tensor

@@ -7,14 +7,42 @@ removed, so a positive never leaks into its own pair's neighbourhood) and the mo
 seeds' embeddings layer by layer over it: sampler and model meet only in the batch, as in DGL's
 PinSAGE example.
 
-One layer: ``h_v' = W [h_v || AGG(h_u : u in N(v))]``, then ReLU and L2-normalisation on hidden
-layers (the last layer is linear; ``normalize_output`` normalises it too). ``AGG``:
+Neighbourhoods and pooling (``aggregator``):
 
 * ``"mean"``: uniform sampled neighbours (``fanouts``), mean;
 * ``"maxpool"``: the same neighbours, ``max_u ReLU(P h_u + b)`` element-wise;
-* ``"importance"``: PinSage: a node's neighbours at hop ``l`` are the ``fanouts[l]`` same-type
+* ``"importance"``: PinSage's: a node's neighbours at hop ``l`` are the ``fanouts[l]`` same-type
   nodes most visited by random walks with restart (item → user → item, or user → item → user),
-  averaged with their normalised visit counts as weights.
+  pooled by a weighted mean with their L1-normalised visit counts ``α`` as weights.
+
+The convolution (``conv``):
+
+* ``"pinsage"`` (PinSage, Algorithm 1 CONVOLVE, and Algorithm 2's dense layers; the default with
+  ``aggregator="importance"``): ``n_v = γ({ReLU(Q h_u + q)}, α)``, ``z_v = ReLU(W [h_v || n_v]
+  + w)``, ``z_v / ||z_v||_2`` on every layer; then ``G2 ReLU(G1 z_v + g)``.
+* ``"sage"`` (GraphSAGE's layer; the default otherwise): ``W [h_v || AGG(h_u)] + b``, ReLU and L2
+  normalisation on hidden layers, the last layer linear. Kept because it is GraphSAGE's own
+  layer (the baseline PinSage is compared against) and the one every earlier PinSage figure in
+  ``benchmarks/RESULTS.md`` was measured with (importance pooling of raw ``h_u``).
+
+PinSage's training (the defaults with ``importance``): the max-margin loss (§3.3, mean over
+negatives of ``max(0, z_q·z_neg - z_q·z_pos + Δ)``, ``loss="margin"``) on the raw outputs of the
+dense layers, as Algorithm 2 gives them (``normalize_output=False``; every convolution's output
+is normalised, the final one is not), with ``Δ = 1`` (the paper gives no value; 1 is DGL's
+PinSAGE example's, on raw dot products), and hard negatives from personalised-PageRank ranks
+with the per-epoch curriculum (:mod:`reelgraph.samplers.plans.sage`). ``normalize_output=True``
+(margin default 0.1, on cosines) is kept as an option: on ml-100k (``benchmarks/graph_models.py``
+settings, 20 epochs, validation Recall@20) it gave 0.2943 against 0.3081 for the raw outputs.
+The parts measured there (test Recall@20): GraphSAGE mean 0.3077; the SAGE-layer PinSage with
+BPR 0.2632; this PinSage 0.3316 with the curriculum, 0.3207 with the cap from the first epoch,
+0.2699 without hard negatives (the hard negatives carry most of the gain).
+
+Initialisation: the ``"pinsage"`` layers' weights are Xavier-uniform with ReLU gain and their
+biases zero (the paper gives none; DGL's PinSAGE example's). With PyTorch's default ``Linear``
+init the biases (up to ``1/sqrt(d)``) outweigh ``Q h_u`` of 0.1-scale embeddings and every node
+starts with nearly the same output (ml-100k at init: mean cosine of random node pairs 0.951,
+against 0.730 with this init); the short fit on the planted feature world of the tests (BPR, no
+hard negatives) fell from Recall@20 0.197 to 0.138.
 
 :meth:`SAGE.embed` runs layer by layer over every node in chunks, over the inference
 neighbourhoods the plan drew once for the whole graph.
@@ -27,46 +55,91 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from reelgraph.errors import ConfigError, valid_number
 from reelgraph.graph import Subgraph, weighted_sum
-from reelgraph.models.base import GraphConfig, Recommender, bpr_loss, l2_loss, make_plan
+from reelgraph.models.base import (GraphConfig, Recommender, bpr_loss, check_values, l2_loss,
+                                   make_plan)
 from reelgraph.samplers.plans.sage import SAGEBatch, SAGEPlan, SAGEStatic
 
 AGGREGATORS, INPUTS, LOSSES = ("mean", "maxpool", "importance"), ("id", "features", "both"), \
     ("bpr", "margin")
+CONVS, HARD_SOURCES = ("pinsage", "sage"), ("ppr", "embedding")
+PINSAGE_HARD_CAP = 3  # hard negatives per positive, at most (the paper sets no cap)
 
 
 @dataclass(frozen=True)
 class SAGEConfig(GraphConfig):
     """GraphSAGE / PinSage: the :class:`GraphConfig` fields (``fanouts``: neighbours per hop,
-    seeds' hop first, ``-1`` all; for ``importance`` the most visited ones) and its own."""
+    seeds' hop first, ``-1`` all; for ``importance`` the most visited ones) and its own.
+
+    ``conv``, ``loss``, ``normalize_output`` and ``hard_negatives`` left ``None`` take the
+    aggregator's defaults when the config is made (PinSage's for ``importance``: ``"pinsage"``,
+    ``"margin"``, ``False``, ``PINSAGE_HARD_CAP``; GraphSAGE's otherwise: ``"sage"``, ``"bpr"``,
+    ``False``, ``0``), and ``margin`` left ``None`` is 0.1 on normalised outputs (cosines), 1.0
+    on raw ones; ``dataclasses.replace`` of a made config keeps the values it resolved."""
 
     num_layers: int = 2               # L (hops)
     fanouts: list[int] = field(default_factory=lambda: [10, 5])
     exclude_targets: bool = True      # never sample a batch's target edges
     chunk_size: int = 4096            # embed(): nodes per chunk
     aggregator: str = "mean"          # "mean" | "maxpool" | "importance" (PinSage)
+    conv: str | None = None           # "pinsage" (Algorithm 1 + dense layers) | "sage" (module doc)
     num_walks: int = 20               # importance: random walks per node
     walk_length: int = 2              # importance: two-step (x → y → x) moves per walk
-    restart_prob: float = 0.5         # importance: P(back to the start node) after a move
+    restart_prob: float = 0.5         # importance and ppr: P(back to the start node) after a move
     input: str = "id"                 # items: "id" | "features" (projected) | "both" (summed)
-    loss: str = "bpr"                 # "bpr" | "margin": mean max(0, s_neg - s_pos + margin)
-    margin: float = 0.1               # of the margin loss
-    normalize_output: bool = False    # L2-normalise the last layer too (PinSage; pair with margin)
-    hard_negatives: int = 0           # extra negatives per positive from the last evaluation's
-    #                                   embeddings (the first step embeds if there are none); 0: off
-    hard_rank_range: tuple[int, int] = (50, 500)  # ranks [lo, hi) hard negatives are drawn from
+    loss: str | None = None           # "bpr" | "margin": mean max(0, s_neg - s_pos + margin)
+    margin: float | None = None       # Δ of the margin loss (the paper gives none; see above)
+    normalize_output: bool | None = None  # L2-normalise the final output
+    hard_negatives: int | None = None  # hard negatives per positive, at most; 0: off
+    hard_source: str = "ppr"          # "ppr": personalised-PageRank ranks (PinSage) |
+    #                                   "embedding": ranks of the last evaluation's scores (ours)
+    hard_curriculum: bool = True      # epoch e (0-based) gets min(e, hard_negatives) (§3.4)
+    hard_rank_range: tuple[int, int] = (50, 500)  # embedding: ranks [lo, hi) drawn from
+    ppr_rank_range: tuple[float, float] = (0.05, 0.15)  # ppr: ranks [lo I, hi I) of I items
+    #                                   (the paper's 2000-5000 is for billions of pins; on
+    #                                   ml-100k 5-15 % lies past the top 5 %, which holds 28 % of
+    #                                   the validation items, and holds 23 %: 2.3x uniform)
+    ppr_num_walks: int = 500          # ppr: walks per user (ml-100k: ~18 % of the items get a
+    #                                   visit; with 200, 8.5 %, the window is clipped to the
+    #                                   least visited and validation R@20 fell 0.3081 -> 0.2833)
+    ppr_walk_length: int = 3          # ppr: user → item → user steps per walk
     inference_fanout: int = -1        # embed(): uniform neighbours per node; -1 all (maxpool: set
     #                                   it to the training fan-out, a max over more is biased)
     seed: int = 0                     # of the inference neighbourhoods (seed + 1)
 
     def __post_init__(self):
         for name, value, allowed in (("aggregator", self.aggregator, AGGREGATORS),
-                                     ("input", self.input, INPUTS), ("loss", self.loss, LOSSES)):
+                                     ("input", self.input, INPUTS),
+                                     ("hard_source", self.hard_source, HARD_SOURCES)):
+            if value not in allowed:
+                raise ValueError(f"SAGEConfig.{name}={value!r}; choose from {allowed}")
+        pinsage = self.aggregator == "importance"
+        for name, default in (("conv", "pinsage" if pinsage else "sage"),
+                              ("loss", "margin" if pinsage else "bpr"),
+                              ("normalize_output", False),
+                              ("hard_negatives", PINSAGE_HARD_CAP if pinsage else 0)):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, default)  # the aggregator's default
+        if self.margin is None:
+            object.__setattr__(self, "margin", 0.1 if self.normalize_output else 1.0)
+        for name, value, allowed in (("conv", self.conv, CONVS), ("loss", self.loss, LOSSES)):
             if value not in allowed:
                 raise ValueError(f"SAGEConfig.{name}={value!r}; choose from {allowed}")
         if self.fanouts is None:
             raise ValueError("SAGEConfig: SAGE trains on sampled neighbourhoods; give fanouts "
                              "(-1 = every neighbour)")
+        count = lambda low: (lambda v: v >= low and v == int(v))  # noqa: E731
+        check_values("SAGEConfig",
+                     hard_negatives=(self.hard_negatives, count(0), "an int >= 0"),
+                     margin=(self.margin, lambda v: v >= 0, "a finite number >= 0"),
+                     ppr_num_walks=(self.ppr_num_walks, count(1), "an int >= 1"),
+                     ppr_walk_length=(self.ppr_walk_length, count(2),
+                                      "an int >= 2 (step 1 reaches only the user's positives)"))
+        lo, hi = self.ppr_rank_range
+        if not (valid_number(lo) and valid_number(hi) and 0 <= lo < hi <= 1):
+            raise ConfigError(f"SAGEConfig: ppr_rank_range={tuple(self.ppr_rank_range)!r}; must be "
+                              "fractions of the item count, 0 <= lo < hi <= 1")
         super().__post_init__()
 
     def build(self, store) -> "SAGE":
@@ -79,7 +152,8 @@ class SAGEConfig(GraphConfig):
 
     def plan(self) -> SAGEPlan:
         return make_plan(self, SAGEPlan, importance=self.aggregator == "importance",
-                         hard_rank_range=tuple(self.hard_rank_range))
+                         hard_rank_range=tuple(self.hard_rank_range),
+                         ppr_rank_range=tuple(self.ppr_rank_range))
 
 
 def aggregate(h_src: Tensor, row: Tensor, col: Tensor, weight: Tensor, num_rows: int,
@@ -94,20 +168,31 @@ def aggregate(h_src: Tensor, row: Tensor, col: Tensor, weight: Tensor, num_rows:
 
 
 class SAGELayer(nn.Module):
-    """``W [h_v || AGG(h_N(v))] + b``; max-pool first maps neighbours by ``ReLU(P h + c)``."""
+    """One convolution over ``h_src`` neighbours (the module doc):
 
-    def __init__(self, in_dim: int, out_dim: int, aggregator: str = "mean"):
+    * ``conv="sage"``: ``W [h_v || AGG(h_u)] + b`` (activation left to the model); max-pool first
+      maps neighbours by ``ReLU(P h_u + c)``;
+    * ``conv="pinsage"`` (Algorithm 1): ``n_v = AGG(ReLU(Q h_u + q))``, then
+      ``ReLU(W [h_v || n_v] + w)``, L2-normalised.
+
+    ``pool`` is ``P`` / ``Q``, ``linear`` is ``W``.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, aggregator: str = "mean", conv: str = "sage"):
         super().__init__()
-        self.pool = nn.Linear(in_dim, in_dim) if aggregator == "maxpool" else None
+        self.conv, self.max_pool = conv, aggregator == "maxpool"
+        self.pool = nn.Linear(in_dim, in_dim) if self.max_pool or conv == "pinsage" else None
         self.linear = nn.Linear(2 * in_dim, out_dim)
 
     def forward(self, h_dst: Tensor, h_src: Tensor, row: Tensor, col: Tensor,
                 weight: Tensor) -> Tensor:
-        """``h_dst [T, d]`` aggregates ``h_src [S, d]`` over edges ``row`` → T, ``col`` → S."""
+        """``h_dst [T, d]`` aggregates ``h_src [S, d]`` over edges ``row`` → T, ``col`` → S with
+        weights ``weight`` (importance: the normalised visit counts ``α``)."""
         if self.pool is not None:
-            h_src = F.relu(self.pool(h_src))
-        agg = aggregate(h_src, row, col, weight, h_dst.size(0), self.pool is not None)
-        return self.linear(torch.cat([h_dst, agg], 1))  # [T, out]
+            h_src = F.relu(self.pool(h_src))  # [S, d] ReLU(Q h_u + q)
+        agg = aggregate(h_src, row, col, weight, h_dst.size(0), self.max_pool)  # [T, d]
+        z = self.linear(torch.cat([h_dst, agg], 1))  # [T, out]
+        return F.normalize(F.relu(z), dim=-1) if self.conv == "pinsage" else z
 
 
 class SAGE(Recommender):
@@ -133,17 +218,27 @@ class SAGE(Recommender):
                 raise ValueError(f"SAGE: input={config.input!r} needs item_features")
             self.register_buffer("item_features", item_features, persistent=False)
             self.proj = nn.Linear(item_features.size(1), d)
-        self.layers = nn.ModuleList(SAGELayer(d, d, config.aggregator)
+        self.layers = nn.ModuleList(SAGELayer(d, d, config.aggregator, config.conv)
                                     for _ in range(config.num_layers))
+        pinsage = config.conv == "pinsage"  # Algorithm 2's dense layers G2 ReLU(G1 z + g)
+        self.g1 = nn.Linear(d, d) if pinsage else None
+        self.g2 = nn.Linear(d, d, bias=False) if pinsage else None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         nn.init.normal_(self.user.weight, std=self.config.init_std)
         if self.item is not None:
             nn.init.normal_(self.item.weight, std=self.config.init_std)
-        for m in [self.proj, *self.layers]:
+        for m in [self.proj, *self.layers, self.g1, self.g2]:
             if m is not None:
                 m.apply(lambda x: x.reset_parameters() if isinstance(x, nn.Linear) else None)
+        if self.config.conv == "pinsage":  # Q, W, G1, G2 (module doc: "Initialisation")
+            gain = nn.init.calculate_gain("relu")
+            for lin in [m for layer in self.layers for m in (layer.pool, layer.linear)] + [
+                    self.g1, self.g2]:
+                nn.init.xavier_uniform_(lin.weight, gain=gain)
+                if lin.bias is not None:
+                    nn.init.zeros_(lin.bias)
 
     # -- inputs ----------------------------------------------------------------------------
     def _item_input(self, items: Tensor) -> Tensor:
@@ -159,8 +254,14 @@ class SAGE(Recommender):
         return h
 
     def _post(self, h: Tensor, last: bool) -> Tensor:
+        """A layer's output: the SAGE layer's ReLU and L2 on hidden layers (PinSage's layer
+        does both itself), then, after the last, the dense layers and ``normalize_output``."""
+        if self.config.conv == "sage" and not last:
+            h = F.normalize(F.relu(h), dim=-1)
         if not last:
-            return F.normalize(F.relu(h), dim=-1)
+            return h
+        if self.g1 is not None:
+            h = self.g2(F.relu(self.g1(h)))  # [T, d] G2 ReLU(G1 z + g)
         return F.normalize(h, dim=-1) if self.config.normalize_output else h
 
     # -- forward ---------------------------------------------------------------------------
@@ -183,10 +284,11 @@ class SAGE(Recommender):
             hard_out, hard_h0 = self(batch.hard_sub)
             it = torch.cat([it, hard_out[batch.hard_index]], 1)
             ego.append(hard_h0[batch.hard_index.flatten()])
-        score = torch.einsum("bd,bkd->bk", u, it)
+        score = torch.einsum("bd,bkd->bk", u, it)  # [B, 1 + k (+ h)], positive first
         if self.config.loss == "bpr":
             rank = bpr_loss(score[:, 0], score[:, 1:])
         else:
+            # PinSage's max-margin loss (§3.3): mean over negatives of max(0, z_q·z_n - z_q·z_i + Δ)
             rank = F.relu(score[:, 1:] - score[:, :1] + self.config.margin).mean()
         reg = l2_loss(*ego) / B
         return {"loss": rank + self.config.reg_weight * reg, self.config.loss: rank, "l2": reg}

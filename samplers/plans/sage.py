@@ -15,11 +15,25 @@ into its own pair's neighbourhood: the uniform sampler drops them, the walks nev
 Full-graph inference (``static``): every node's neighbourhood drawn once (seed ``seed + 1``;
 ``inference_fanout`` uniform neighbours or PinSage's walks), kept as a derived CSR.
 
-Hard negatives (:meth:`SAGEPlan.mine`) need the model's scores: the one hook run in the training
-process, with a generator derived from the batch's seed.
+Hard negatives, ``hard_count(epoch)`` per positive (PinSage's curriculum, §3.4: ``n - 1`` in
+epoch ``n``, i.e. ``min(epoch, hard_negatives)`` with 0-based epochs; a constant
+``hard_negatives`` with ``hard_curriculum`` off), each with its own sampled neighbourhood:
+
+* ``hard_source="ppr"`` (PinSage, §3.3): drawn in :meth:`SAGEPlan.sample` by
+  :func:`~reelgraph.samplers.pinsage.ppr_hard_negatives` from ranks ``ppr_rank_range`` (fractions
+  of the item count) of the user's personalised-PageRank ranking; no parameters read;
+* ``hard_source="embedding"`` (ours, kept as an option): ranks ``hard_rank_range`` of the last
+  evaluation's scores, so they need the model: :meth:`SAGEPlan.mine`, the one hook run in the
+  training process, with a generator derived from the batch's seed.
+
+The epoch comes from the batch (``triples.epoch``, which the loader's ``TrainBatches`` sets from
+its ``BatchIndex``). A batch made without one (``plan_batch`` outside a loader) gets a warning and
+the cap: hard negatives from the first step, as without the curriculum.
 """
 from __future__ import annotations
 
+import math
+import warnings
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -30,7 +44,7 @@ from reelgraph.graph import (Subgraph, contains_edges, edge_keys, expand_rows, t
 from reelgraph.samplers.batch import BPRBatch, GraphBatch, mixed_seed, move
 from reelgraph.samplers.negative import hard_negatives_from_embeddings
 from reelgraph.samplers.neighbor import neighbor_sample, sample_uniform
-from reelgraph.samplers.pinsage import pinsage_neighbors
+from reelgraph.samplers.pinsage import pinsage_neighbors, ppr_hard_negatives
 from reelgraph.samplers.plans.base import Plan
 from reelgraph.samplers.plans.gcn import SymmetricGraph, symmetric_graph, triple_nodes
 
@@ -39,10 +53,11 @@ ALL = 1 << 30  # fan-out -1 of the importance aggregator: every visited node
 
 @dataclass(frozen=True)
 class SAGEBatch(GraphBatch):
-    """A :class:`GraphBatch` plus, when the plan mines them, hard negatives ``hard [B, h]`` with
+    """A :class:`GraphBatch` plus, when the plan draws them, hard negatives ``hard [B, h]`` with
     their own sampled neighbourhood ``hard_sub`` (seeds: the unique ``U + item``) and rows
-    ``hard_index [B, h]`` in it."""
+    ``hard_index [B, h]`` in it; ``hard_count``: the ``h`` this batch's epoch asks for."""
 
+    hard_count: int = field(default=0, kw_only=True)
     hard: Tensor | None = field(default=None, kw_only=True)
     hard_sub: Subgraph | None = field(default=None, kw_only=True)
     hard_index: Tensor | None = field(default=None, kw_only=True)
@@ -85,8 +100,13 @@ class SAGEPlan(Plan):
     restart_prob: float            # importance: P(back to the start node) after a move
     exclude_targets: bool
     inference_fanout: int          # static: uniform neighbours per node (-1: all)
-    hard_negatives: int            # per positive, from the model's scores (mine); 0: off
-    hard_rank_range: tuple[int, int]
+    hard_negatives: int            # per positive (the curriculum's cap); 0: off
+    hard_source: str               # "ppr" (sample) | "embedding" (mine)
+    hard_curriculum: bool          # min(epoch, hard_negatives) per positive; off: the cap
+    hard_rank_range: tuple[int, int]        # embedding: ranks [lo, hi)
+    ppr_rank_range: tuple[float, float]     # ppr: ranks [lo, hi) as fractions of the items
+    ppr_num_walks: int             # ppr: walks per user
+    ppr_walk_length: int           # ppr: user → item → user steps per walk
     seed: int                      # of the inference neighbourhoods (seed + 1)
 
     def context(self, store) -> SAGEContext:
@@ -154,28 +174,64 @@ class SAGEPlan(Plan):
                ) -> SAGEBatch:
         seeds, index = torch.unique(triple_nodes(triples, ctx.graph.num_users), return_inverse=True)
         sub = self.subgraph(ctx, seeds, triples.users, triples.pos, generator)
-        return SAGEBatch(triples.users, triples.pos, triples.neg, sub, index, seed=triples.seed)
+        batch = SAGEBatch(triples.users, triples.pos, triples.neg, sub, index, seed=triples.seed,
+                          hard_count=self.hard_count(getattr(triples, "epoch", None)))
+        if self.hard_source != "ppr" or batch.hard_count == 0:
+            return batch
+        I = ctx.item_user[0].numel() - 1
+        hard = ppr_hard_negatives(ctx.user_item, ctx.item_user, triples.users, ctx.user_item,
+                                  batch.hard_count, rank_range=self.ppr_ranks(I),
+                                  num_walks=self.ppr_num_walks, walk_length=self.ppr_walk_length,
+                                  restart_prob=self.restart_prob, generator=generator)
+        return self._with_hard(ctx, batch, hard, generator)
+
+    def hard_count(self, epoch: int | None) -> int:
+        """Hard negatives per positive in 0-based ``epoch``: PinSage's curriculum ``n - 1`` in
+        epoch ``n`` (1-based), capped at ``hard_negatives``; the cap without the curriculum or
+        when the loader gives no epoch (warned)."""
+        if not self.hard_curriculum or self.hard_negatives == 0:
+            return self.hard_negatives
+        if epoch is None:
+            warnings.warn("SAGEPlan: the batch carries no epoch, so the hard-negative curriculum "
+                          f"cannot run; using the cap, {self.hard_negatives} per positive",
+                          stacklevel=2)
+            return self.hard_negatives
+        return min(max(int(epoch), 0), self.hard_negatives)
+
+    def ppr_ranks(self, num_items: int) -> tuple[int, int]:
+        """``ppr_rank_range`` in ranks of ``num_items`` items: ``[floor(lo I), ceil(hi I))``,
+        at least one rank wide."""
+        lo = math.floor(self.ppr_rank_range[0] * num_items)
+        return lo, max(lo + 1, math.ceil(self.ppr_rank_range[1] * num_items))
+
+    def _with_hard(self, ctx: SAGEContext, batch: SAGEBatch, hard: Tensor,
+                   generator: torch.Generator) -> SAGEBatch:
+        """``batch`` with hard negatives ``hard [B, h]`` and their sampled neighbourhood (on the
+        CPU, target edges excluded as for the batch's own)."""
+        seeds, index = torch.unique(hard.cpu() + ctx.graph.num_users, return_inverse=True)
+        sub = self.subgraph(ctx, seeds, batch.users.cpu(), batch.pos.cpu(), generator)
+        dev = batch.device
+        return replace(batch, hard=hard, hard_sub=move(sub, dev), hard_index=index.to(dev))
 
     # -- the hook that needs the model -------------------------------------------------------
     @property
     def mines_negatives(self) -> bool:
-        return self.hard_negatives > 0
+        return self.hard_negatives > 0 and self.hard_source == "embedding"
 
     def mine(self, ctx: SAGEContext, batch: SAGEBatch, user_emb: Tensor, item_emb: Tensor
              ) -> SAGEBatch:
-        """``batch`` (bound, on its device) with ``hard_negatives`` per positive drawn from ranks
-        ``hard_rank_range`` of ``user_emb @ item_emb.T`` (train positives skipped), and their own
-        sampled neighbourhood (from ``ctx``, on the CPU); generators derived from the batch's
-        seed."""
-        dev = batch.device
-        gen = torch.Generator(dev).manual_seed(mixed_seed(batch.seed, 2))
+        """``batch`` (bound, on its device) with ``batch.hard_count`` hard negatives per positive
+        drawn from ranks ``hard_rank_range`` of ``user_emb @ item_emb.T`` (train positives
+        skipped), and their own sampled neighbourhood (from ``ctx``, on the CPU); generators
+        derived from the batch's seed."""
+        if batch.hard_count == 0:
+            return batch
+        gen = torch.Generator(batch.device).manual_seed(mixed_seed(batch.seed, 2))
         hard = hard_negatives_from_embeddings(user_emb, item_emb, batch.users, batch.static.train,
-                                              self.hard_negatives, generator=gen,
+                                              batch.hard_count, generator=gen,
                                               rank_range=tuple(self.hard_rank_range))
-        seeds, index = torch.unique(hard.cpu() + ctx.graph.num_users, return_inverse=True)
-        sub = self.subgraph(ctx, seeds, batch.users.cpu(), batch.pos.cpu(),
-                            torch.Generator().manual_seed(mixed_seed(batch.seed, 3)))
-        return replace(batch, hard=hard, hard_sub=move(sub, dev), hard_index=index.to(dev))
+        return self._with_hard(ctx, batch, hard,
+                               torch.Generator().manual_seed(mixed_seed(batch.seed, 3)))
 
     # -- inference -------------------------------------------------------------------------
     def static(self, store, device: torch.device) -> SAGEStatic:

@@ -142,3 +142,12 @@ def test_in_batch_negatives_are_other_rows_positives(store):
     again = [b.neg for b in train_loader(store, Plan(), 256, 4, seed=2, negatives="in_batch",
                                          num_workers=2)]
     assert all(torch.equal(x, b.neg) for x, b in zip(again, loader))
+
+
+def test_batches_carry_their_epoch(store):
+    """Plans whose draws change with the epoch (PinSage's hard-negative curriculum) read it from
+    the batch: the loader sets it from the sampler's epoch."""
+    loader = train_loader(store, Plan(), 64, 1, seed=0)
+    for epoch in (0, 3):
+        loader.sampler.set_epoch(epoch)  # as Lightning does
+        assert {next(iter(loader)).epoch} == {epoch}

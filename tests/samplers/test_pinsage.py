@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from reelgraph.graph import BipartiteGraph, csr_rows, edge_keys, transpose_csr
-from reelgraph.samplers.pinsage import (pinsage_neighbors, random_walk_visits,
-                                        shared_neighbor_counts, tightness_neighbors)
+from reelgraph.samplers.pinsage import (pinsage_neighbors, ppr_hard_negatives,
+                                        random_walk_visits, shared_neighbor_counts,
+                                        tightness_neighbors, user_item_visits)
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -113,3 +114,95 @@ def test_shared_neighbour_counts_exact(make_csr):
                               sorted_keys=keys, generator=torch.Generator().manual_seed(1))
     real = {(int(r), int(c)) for r, c in zip(src, col)}
     assert all((s, int(v)) in real for s, v in zip(out.seed_index.tolist(), out.neighbor))
+
+
+# -- personalised PageRank from users and PinSage's hard negatives ---------------------------
+def _expected_user_visits(bg: BipartiteGraph, user: int, length: int, restart: float):
+    """Expected visits per walk to each item from ``user``: step t reaches items by
+    ``x_t = y_t A_ui``, then ``y_{t+1} = (1 - restart) x_t A_iu + restart e_user``."""
+    a = torch.zeros(bg.num_users, bg.num_items, dtype=torch.float64)
+    a[bg.users(), bg.col] = 1.0
+    user_to_item = a / a.sum(1, keepdim=True)  # [U, I]
+    item_to_user = (a / a.sum(0, keepdim=True)).t()  # [I, U]
+    home = torch.zeros(bg.num_users, dtype=torch.float64)
+    home[user] = 1.0
+    y, total = home, torch.zeros(bg.num_items, dtype=torch.float64)
+    for _ in range(length):
+        x = y @ user_to_item
+        total += x
+        y = (1 - restart) * (x @ item_to_user) + restart * home
+    return total
+
+
+@pytest.mark.parametrize("gseed", [0, 1])
+@pytest.mark.parametrize("length,restart", [(1, 0.0), (3, 0.3), (4, 0.7)])
+def test_user_visits_match_exact_expectation(gseed, length, restart):
+    bg = _bipartite(gseed)
+    iu = transpose_csr(bg.rowptr, bg.col, bg.num_items)
+    walks, user = 20_000, gseed % bg.num_users
+    seed_index, item = user_item_visits((bg.rowptr, bg.col), iu, torch.tensor([user]),
+                                        num_walks=walks, walk_length=length, restart_prob=restart,
+                                        generator=torch.Generator().manual_seed(5))
+    assert bool((seed_index == 0).all())
+    got = torch.bincount(item, minlength=bg.num_items).double() / walks
+    want = _expected_user_visits(bg, user, length, restart)
+    assert torch.allclose(got, want, atol=0.03 * max(1, length) ** 0.5), (got, want)
+
+
+def _ppr_graph() -> BipartiteGraph:
+    """8 users x 60 items, 12 random items each (seed 4), plus user 7 alone with items 58, 59."""
+    g = torch.Generator().manual_seed(4)
+    users = torch.arange(7).repeat_interleave(12)
+    items = torch.randint(58, (users.numel(),), generator=g)
+    keys = torch.unique(edge_keys(torch.cat([users, torch.tensor([7, 7])]),
+                                  torch.cat([items, torch.tensor([58, 59])]), 60))
+    return BipartiteGraph.from_edges(keys // 60, keys % 60, 8, 60)
+
+
+@pytest.mark.parametrize("window", [(0, 3), (4, 10), (10, 20)])
+def test_ppr_hard_negatives_come_from_the_rank_window_and_are_never_positives(window):
+    bg, walks, length = _ppr_graph(), 3000, 3
+    ui, iu = (bg.rowptr, bg.col), transpose_csr(bg.rowptr, bg.col, bg.num_items)
+    users = torch.tensor([0, 1, 2, 3, 4, 5, 6, 0, 3])
+    neg = ppr_hard_negatives(ui, iu, users, ui, 40, rank_range=window, num_walks=walks,
+                             walk_length=length, restart_prob=0.3,
+                             generator=torch.Generator().manual_seed(0))
+    assert neg.shape == (users.numel(), 40)
+    pos = torch.zeros(bg.num_users, bg.num_items, dtype=torch.bool)
+    pos[bg.users(), bg.col] = True
+    assert not pos[users.unsqueeze(1), neg].any()  # never a train positive
+    # the same walks (the generator's first draws): the visit counts the ranking was made of
+    seed_index, item = user_item_visits(ui, iu, torch.unique(users), num_walks=walks,
+                                        walk_length=length, restart_prob=0.3,
+                                        generator=torch.Generator().manual_seed(0))
+    count = torch.zeros(7, bg.num_items).index_put_((seed_index, item),
+                                                    torch.ones(item.numel()), accumulate=True)
+    count[pos[:7]] = -1  # positives are never ranked
+    lo, hi = window
+    for b, u in enumerate(users.tolist()):
+        assert (count[u] > 0).sum() >= hi  # the window is not clipped for these users
+        c = count[u, neg[b]].unsqueeze(1)  # [40, 1] an item with c visits holds the ranks
+        above, at_least = (count[u] > c).sum(1), (count[u] >= c).sum(1)  # [#(> c), #(>= c))
+        assert bool(((above < hi) & (at_least > lo)).all()), (u, neg[b])
+        assert bool((c > 0).all())
+    assert len(set(neg[0].tolist())) > 1  # drawn across the window, not one item
+
+
+def test_ppr_hard_negatives_clip_to_the_visited_and_fall_back_to_uniform():
+    bg = _ppr_graph()
+    ui, iu = (bg.rowptr, bg.col), transpose_csr(bg.rowptr, bg.col, bg.num_items)
+    # user 7's walks only reach its own items 58, 59 (nobody else has them): nothing ranked
+    neg = ppr_hard_negatives(ui, iu, torch.tensor([7, 0]), ui, 30, rank_range=(1000, 2000),
+                             num_walks=200, walk_length=3, restart_prob=0.3,
+                             generator=torch.Generator().manual_seed(1))
+    assert not torch.isin(neg[0], torch.tensor([58, 59])).any()
+    assert len(set(neg[0].tolist())) > 5  # uniform over non-positives
+    # user 0: the window lies past every visited item, so the least visited one is drawn
+    seed_index, item = user_item_visits(ui, iu, torch.tensor([0, 7]), num_walks=200,
+                                        walk_length=3, restart_prob=0.3,
+                                        generator=torch.Generator().manual_seed(1))
+    own = bg.col[: bg.rowptr[1]]
+    item = item[(seed_index == 0) & ~torch.isin(item, own)]
+    count = torch.bincount(item, minlength=bg.num_items)
+    assert len(set(neg[1].tolist())) == 1  # one rank (the last), one item
+    assert count[neg[1][0]] == count[count > 0].min()  # ... among the least visited
