@@ -1,4 +1,4 @@
-"""Peak memory of a whole process tree (a Ray cluster and its workers, say), shared pages counted once.
+"""Peak memory of a whole process tree (a Ray cluster and its workers), shared pages counted once.
 
 Runs ``CMD`` and, every ``--every`` seconds, reads ``/proc/<pid>/smaps_rollup`` of it and of
 every process descending from it (Ray's raylet, GCS and workers included, as long as they were

@@ -63,6 +63,11 @@ def check_values(owner: str, **values: float) -> None:
             raise ConfigError(f"{owner}: {name}={value!r}; must be {rule}")
 
 
+def int_at_least(low: int):
+    """A :func:`check_values` rule: a whole number ``>= low``."""
+    return lambda v: v >= low and v == int(v)
+
+
 @dataclass(frozen=True)
 class EmbeddingConfig(ModelConfig):
     """The fields every model shares."""

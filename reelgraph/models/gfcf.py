@@ -43,14 +43,14 @@ import torch
 from torch import Tensor
 
 from reelgraph.graph import BipartiteGraph, csr_tensor, select_rows, to_csr
-from reelgraph.models.base import ModelConfig, Recommender, check_values
+from reelgraph.models.base import ModelConfig, Recommender, check_values, int_at_least
 
 
 @dataclass(frozen=True)
 class GFCFConfig(ModelConfig):
     """GF-CF: a closed-form filter of the train graph; nothing is learned, no epochs run."""
 
-    alpha: float = 0.3          # weight of the ideal low-pass term (reference 0.3; 0 on amazon-book)
+    alpha: float = 0.3          # weight of the ideal low-pass term (reference 0.3; amazon-book 0)
     num_singular: int = 256     # k: right singular vectors of R~ in the low-pass filter
     svd_oversample: int = 256   # extra columns of the randomised SVD: q = k + this (<= min(U, I))
     svd_niter: int = 8          # its subspace iterations
@@ -61,10 +61,10 @@ class GFCFConfig(ModelConfig):
     def __post_init__(self):
         check_values(type(self).__name__,
                      alpha=(self.alpha, lambda v: v >= 0, "a finite number >= 0"),
-                     num_singular=(self.num_singular, lambda v: v >= 1 and v == int(v), "an int >= 1"),
-                     svd_oversample=(self.svd_oversample, lambda v: v >= 0 and v == int(v), "an int >= 0"),
-                     svd_niter=(self.svd_niter, lambda v: v >= 0 and v == int(v), "an int >= 0"),
-                     seed=(self.seed, lambda v: v >= 0 and v == int(v), "an int >= 0"))
+                     num_singular=(self.num_singular, int_at_least(1), "an int >= 1"),
+                     svd_oversample=(self.svd_oversample, int_at_least(0), "an int >= 0"),
+                     svd_niter=(self.svd_niter, int_at_least(0), "an int >= 0"),
+                     seed=(self.seed, int_at_least(0), "an int >= 0"))
 
     def build(self, store) -> "GFCF":
         return GFCF(store.graph("train"), self)
@@ -125,7 +125,8 @@ class GFCF(Recommender):
         """What a batch of ``users [B]`` needs for any items: ``x^T = (r_B R~^T)^T [U, B]`` and
         ``y = r_B D_I^-1/2 V_k [B, k]``."""
         r = select_rows(self.rowptr, self.col, None, users, self.num_items)  # [B, I] binary rows
-        adj_t = csr_tensor(self.rowptr_t, self.col_t, self.value_t, (self.num_items, self.num_users))
+        adj_t = csr_tensor(self.rowptr_t, self.col_t, self.value_t,
+                           (self.num_items, self.num_users))
         x = (r @ adj_t).to_dense()                                           # [B, U]
         y = r @ self.v_in if self.v_in.size(1) else x.new_zeros(users.numel(), 0)  # [B, k]
         return x.T.contiguous(), y

@@ -57,8 +57,8 @@ from torch import Tensor, nn
 
 from reelgraph.errors import ConfigError, valid_number
 from reelgraph.graph import Subgraph, weighted_sum
-from reelgraph.models.base import (GraphConfig, Recommender, bpr_loss, check_values, l2_loss,
-                                   make_plan)
+from reelgraph.models.base import (GraphConfig, Recommender, bpr_loss, check_values,
+                                   int_at_least, l2_loss, make_plan)
 from reelgraph.samplers.plans.sage import SAGEBatch, SAGEPlan, SAGEStatic
 
 AGGREGATORS, INPUTS, LOSSES = ("mean", "maxpool", "importance"), ("id", "features", "both"), \
@@ -129,12 +129,11 @@ class SAGEConfig(GraphConfig):
         if self.fanouts is None:
             raise ValueError("SAGEConfig: SAGE trains on sampled neighbourhoods; give fanouts "
                              "(-1 = every neighbour)")
-        count = lambda low: (lambda v: v >= low and v == int(v))  # noqa: E731
         check_values("SAGEConfig",
-                     hard_negatives=(self.hard_negatives, count(0), "an int >= 0"),
+                     hard_negatives=(self.hard_negatives, int_at_least(0), "an int >= 0"),
                      margin=(self.margin, lambda v: v >= 0, "a finite number >= 0"),
-                     ppr_num_walks=(self.ppr_num_walks, count(1), "an int >= 1"),
-                     ppr_walk_length=(self.ppr_walk_length, count(2),
+                     ppr_num_walks=(self.ppr_num_walks, int_at_least(1), "an int >= 1"),
+                     ppr_walk_length=(self.ppr_walk_length, int_at_least(2),
                                       "an int >= 2 (step 1 reaches only the user's positives)"))
         lo, hi = self.ppr_rank_range
         if not (valid_number(lo) and valid_number(hi) and 0 <= lo < hi <= 1):

@@ -72,8 +72,8 @@ import torch
 from torch import Tensor, nn
 
 from reelgraph.graph import FullGraph, Subgraph, node_rows, pool, propagate, weighted_sum
-from reelgraph.models.base import (GraphConfig, Recommender, bpr_loss, check_values, l2_loss,
-                                   make_plan)
+from reelgraph.models.base import (GraphConfig, Recommender, bpr_loss, check_values,
+                                   int_at_least, l2_loss, make_plan)
 from reelgraph.models.simgcl import info_nce
 from reelgraph.samplers.plans.vagnn import VAGNNBatch, VAGNNPlan, VAGNNStatic, ViewRows
 
@@ -112,16 +112,15 @@ class VAGNNConfig(GraphConfig):
         if not (self.video_view or self.vlogger_view):
             raise ValueError(f"{name}: video_view={self.video_view}, vlogger_view="
                              f"{self.vlogger_view}; VA-GNN needs at least one of the views")
-        is_int = lambda lo: (lambda v: v >= lo and v == int(v))  # noqa: E731
         check_values(name, vlogger_weight=(self.vlogger_weight, lambda v: v >= 0, "a number >= 0"),
                cl_weight=(self.cl_weight, lambda v: v >= 0, "a number >= 0"),
                tau=(self.tau, lambda v: v > 0, "a number > 0"),
                q1=(self.q1, lambda v: 0 <= v <= 1, "a probability in [0, 1]"),
                q2=(self.q2, lambda v: 0 <= v <= 1, "a probability in [0, 1]"),
-               num_walks=(self.num_walks, is_int(0), "an int >= 0"),
-               walk_length=(self.walk_length, is_int(0), "an int >= 0"),
-               walk_seed=(self.walk_seed, is_int(0), "an int >= 0"),
-               follow_min_views=(self.follow_min_views, is_int(0), "an int >= 0"))
+               num_walks=(self.num_walks, int_at_least(0), "an int >= 0"),
+               walk_length=(self.walk_length, int_at_least(0), "an int >= 0"),
+               walk_seed=(self.walk_seed, int_at_least(0), "an int >= 0"),
+               follow_min_views=(self.follow_min_views, int_at_least(0), "an int >= 0"))
 
     def build(self, store) -> "VAGNN":
         if "creator" not in store.num_nodes:
