@@ -30,6 +30,10 @@ import torch
 MODELS = {
     "lightgcn": "LightGCNConfig(embedding_dim=64, num_layers=3, fanouts=[10, 5, 5])",
     "pinsage": "SAGEConfig(embedding_dim=64, aggregator='importance', fanouts=[10, 10])",
+    # PinSage's steady state: the curriculum's cap (3 PPR hard negatives per positive) from the
+    # first step; "pinsage" runs epoch 0 of the curriculum, which has none
+    "pinsage-hard": "SAGEConfig(embedding_dim=64, aggregator='importance', fanouts=[10, 10], "
+                    "hard_curriculum=False)",
 }
 
 
