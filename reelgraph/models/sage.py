@@ -306,8 +306,10 @@ class SAGE(Recommender):
             h[c] = self._input(torch.arange(c.start, c.stop, device=w0.device))
         for l, layer in enumerate(self.layers):
             out = w0.new_empty(N, layer.linear.out_features)
-            for c in chunks:
+            for c in chunks:  # the chunk's neighbours' rows only: a pooling layer (Q h + q)
+                #               maps M rows, not all N, per chunk
                 pos, nbr, w = static.neighbourhood(torch.arange(c.start, c.stop, device=w0.device))
-                out[c] = self._post(layer(h[c], h, pos, nbr, w), l == len(self.layers) - 1)
+                local = torch.arange(nbr.numel(), device=w0.device)
+                out[c] = self._post(layer(h[c], h[nbr], pos, local, w), l == len(self.layers) - 1)
             h = out
         return h[: self.num_users], h[self.num_users:]
