@@ -68,15 +68,32 @@ def int_at_least(low: int):
     return lambda v: v >= low and v == int(v)
 
 
+INITS = ("normal", "xavier")
+
+
+def init_tables_(config: "EmbeddingConfig", *tables: Tensor) -> None:
+    """Initialise ID tables ``[rows, d]`` (or row slices of one) in place by ``config.init``."""
+    with torch.no_grad():
+        for t in tables:
+            if config.init == "xavier":
+                nn.init.xavier_uniform_(t)  # fan_in d, fan_out rows: b = sqrt(6 / (rows + d))
+            else:
+                nn.init.normal_(t, std=config.init_std)
+
+
 @dataclass(frozen=True)
 class EmbeddingConfig(ModelConfig):
     """The fields every model shares."""
 
     embedding_dim: int = 64   # d of the ID embedding tables
     reg_weight: float = 1e-4  # L2 on the batch's layer-0 (ego) rows
-    init_std: float = 0.1     # normal init of the ID tables
+    init_std: float = 0.1     # init="normal": std of the ID tables' N(0, std)
+    init: str = "normal"      # "normal", or "xavier": Xavier-uniform per table, U(-b, b) with
+    #                           b = sqrt(6 / (rows + d)) (the init of SimGCL's and NGCF's code)
 
     def __post_init__(self):
+        if self.init not in INITS:
+            raise ValueError(f"{type(self).__name__}: init={self.init!r}; choose from {INITS}")
         check_values(type(self).__name__,
                embedding_dim=(self.embedding_dim, lambda v: v >= 1 and v == int(v), "an int >= 1"),
                reg_weight=(self.reg_weight, lambda v: v >= 0, "a finite number >= 0"),

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from torch import Tensor, nn
 
 from reelgraph.graph import FullGraph, Subgraph, node_rows, propagate_mean
-from reelgraph.models.base import GraphConfig, Recommender, graph_bpr
+from reelgraph.models.base import GraphConfig, Recommender, graph_bpr, init_tables_
 from reelgraph.samplers.batch import GraphBatch
 from reelgraph.samplers.plans.gcn import GCNStatic
 
@@ -50,7 +50,8 @@ class LightGCN(Recommender):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        nn.init.normal_(self.embedding.weight, std=self.config.init_std)
+        w = self.embedding.weight
+        init_tables_(self.config, w[: self.num_users], w[self.num_users:])
 
     def forward(self, graph: Subgraph | FullGraph) -> tuple[Tensor, Tensor]:
         """Mean of layers ``0..L`` of the graph's seeds ``[S, d]`` and their layer-0 rows."""

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from reelgraph.models.base import EmbeddingConfig, Recommender, bpr_terms
+from reelgraph.models.base import EmbeddingConfig, Recommender, bpr_terms, init_tables_
 from reelgraph.samplers.batch import BPRBatch
 
 
@@ -31,8 +31,7 @@ class MF(Recommender):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        nn.init.normal_(self.user.weight, std=self.config.init_std)
-        nn.init.normal_(self.item.weight, std=self.config.init_std)
+        init_tables_(self.config, self.user.weight, self.item.weight)
 
     def embed(self, static=None) -> tuple[Tensor, Tensor]:
         return self.user.weight, self.item.weight

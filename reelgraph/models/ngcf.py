@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from reelgraph.graph import FullGraph, Subgraph, node_rows, propagate
-from reelgraph.models.base import GraphConfig, Recommender, graph_bpr
+from reelgraph.models.base import GraphConfig, Recommender, graph_bpr, init_tables_
 from reelgraph.samplers.batch import GraphBatch
 from reelgraph.samplers.plans.gcn import GCNStatic
 
@@ -66,7 +66,8 @@ class NGCF(Recommender):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        nn.init.normal_(self.embedding.weight, std=self.config.init_std)
+        w = self.embedding.weight
+        init_tables_(self.config, w[: self.num_users], w[self.num_users:])
         for lin in (*self.w1, *self.w2):
             nn.init.xavier_uniform_(lin.weight)
             nn.init.zeros_(lin.bias)

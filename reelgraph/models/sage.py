@@ -57,7 +57,7 @@ from torch import Tensor, nn
 
 from reelgraph.errors import ConfigError, valid_number
 from reelgraph.graph import Subgraph, weighted_sum
-from reelgraph.models.base import (GraphConfig, Recommender, bpr_loss, check_values,
+from reelgraph.models.base import (GraphConfig, Recommender, bpr_loss, check_values, init_tables_,
                                    int_at_least, l2_loss, make_plan)
 from reelgraph.samplers.plans.sage import SAGEBatch, SAGEPlan, SAGEStatic
 
@@ -225,9 +225,8 @@ class SAGE(Recommender):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        nn.init.normal_(self.user.weight, std=self.config.init_std)
-        if self.item is not None:
-            nn.init.normal_(self.item.weight, std=self.config.init_std)
+        items = [] if self.item is None else [self.item.weight]
+        init_tables_(self.config, self.user.weight, *items)
         for m in [self.proj, *self.layers, self.g1, self.g2]:
             if m is not None:
                 m.apply(lambda x: x.reset_parameters() if isinstance(x, nn.Linear) else None)

@@ -72,7 +72,7 @@ import torch
 from torch import Tensor, nn
 
 from reelgraph.graph import FullGraph, Subgraph, node_rows, pool, propagate, weighted_sum
-from reelgraph.models.base import (GraphConfig, Recommender, bpr_loss, check_values,
+from reelgraph.models.base import (GraphConfig, Recommender, bpr_loss, check_values, init_tables_,
                                    int_at_least, l2_loss, make_plan)
 from reelgraph.models.simgcl import info_nce
 from reelgraph.samplers.plans.vagnn import VAGNNBatch, VAGNNPlan, VAGNNStatic, ViewRows
@@ -147,8 +147,8 @@ class VAGNN(Recommender):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        for w in (self.user.weight, self.item.weight, self.creator.weight, self.Q):
-            nn.init.normal_(w, std=self.config.init_std)
+        init_tables_(self.config, self.user.weight, self.item.weight, self.creator.weight)
+        nn.init.normal_(self.Q, std=self.config.init_std)  # the gate: always N(0, init_std)
 
     # -- propagation and the gate --------------------------------------------------------------
     def propagate_view(self, graph: Subgraph | FullGraph, second: Tensor) -> Tensor:

@@ -208,9 +208,21 @@ def test_config_validation():
     with pytest.raises(ValueError, match="fanouts"):
         LightGCNConfig(num_layers=2, fanouts=[10, 0])
     for bad in (dict(embedding_dim=0), dict(reg_weight=-1.0), dict(reg_weight=float("nan")),
-                dict(init_std=0.0), dict(num_layers=-1), dict(chunk_size=0)):
+                dict(init_std=0.0), dict(num_layers=-1), dict(chunk_size=0), dict(init="he")):
         with pytest.raises(ValueError, match=f"LightGCNConfig: {next(iter(bad))}="):
             LightGCNConfig(**bad)
+
+
+def test_xavier_init_is_per_table():
+    # users and items share one [U + I, d] table; Xavier's bound is each table's own,
+    # sqrt(6 / (rows + d)): 600 users -> 0.0958, 40 items -> 0.2402 at d = 64
+    torch.manual_seed(0)
+    w = LightGCN(600, 40, LightGCNConfig(init="xavier")).embedding.weight.detach()
+    for rows, part in ((600, w[:600]), (40, w[600:])):
+        bound = math.sqrt(6 / (rows + 64))
+        assert part.abs().max() <= bound
+        assert part.abs().max() > 0.95 * bound  # filled up to the bound (600 x 64 draws)
+        assert abs(float(part.std()) - bound / math.sqrt(3)) < 0.1 * bound
 
 
 def test_short_sampled_fit_beats_bpr_mf(world, fit_recall, above):
