@@ -7,7 +7,11 @@ with the same data, batches, optimiser and epochs, and is tested by full ranking
 - ``synthetic:default`` has visual/acoustic/textual item features that are SYNTHETIC: a topic
   centroid plus noise (signal shares 0.8/0.1/0.4), planted by reelgraph.data.synthetic.
 - ml-100k has no item features in our store, so A²BM²GL runs there without its semantic module
-  (collaborative + anti-bottleneck + adaptive loss).
+  (collaborative + anti-bottleneck + adaptive loss): model-str is then the full model.
+
+Variant names: the paper's ablations (model-an, model-al, model-str: no semantic module), its
+Table 4 losses (loss-*) and ours (no-lstr: L_str dropped; rwr-random-walk; delta-2); see
+``VARIANTS`` and the module doc of ``reelgraph/models/a2bm2gl.py``.
 
     nice -n 10 python benchmarks/multimodal_models.py --epochs 10
     python benchmarks/multimodal_models.py --data ml-100k --models a2bm2gl,lightgcn --epochs 30
@@ -33,10 +37,19 @@ ML100K = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "s
 KS = (10, 20, 50)
 VARIANTS = {  # name -> flags of A2BM2GLConfig (None: LightGCN)
     "a2bm2gl": {},
+    # the paper's ablations (§4.5.1, Table 3)
     "model-an": {"anti_bottleneck": False},   # no anti-bottleneck module
-    "model-al": {"adaptive_loss": False},     # BPR instead of the adaptive loss
-    "model-str": {"str_loss": False},         # no L_str
-    "no-semantic": {"semantic": False},       # the paper's prose for model-str
+    "model-al": {"rec_loss": "bpr"},          # BPR instead of the adaptive loss
+    "model-str": {"semantic": False},         # no semantic module (and so no L_sem)
+    # the paper's loss comparison (§4.5.3, Table 4; "bpr" is model-al)
+    "loss-wr": {"rec_loss": "wr"},            # eq. 7, sampled estimate
+    "loss-wr-all": {"rec_loss": "wr", "rec_negatives": "all"},  # eq. 7 exact (non-sampling)
+    "loss-infobpr": {"rec_loss": "infobpr"},  # softmax over the positive and its negatives
+    "loss-adaptive-all": {"rec_negatives": "all"},  # eq. 8 exact (non-sampling)
+    # ours, not the paper's
+    "no-lstr": {"str_loss": False},           # the L_str term dropped, modules kept
+    "rwr-random-walk": {"rwr_transition": "random_walk"},  # eq. 5 with D^-1 A, not 0/1
+    "delta-2": {"margin_weight": 2.0},        # the earlier default delta (module doc)
     "a2bm2gl-sampled": {"fanouts": [10, 5, 5]},  # sampled mini-batches (collaborative part)
     "lightgcn": None,
 }
@@ -68,9 +81,9 @@ def run(data: str, name: str, args) -> dict[str, float]:
 
 def table(rows: dict[str, dict[str, float]]) -> str:
     keys = [f"{m}@{k}" for m in ("recall", "ndcg") for k in KS]
-    lines = [f"{'model':<12}" + "".join(f"{k:>11}" for k in keys) + f"{'fit s':>8}"]
+    lines = [f"{'model':<18}" + "".join(f"{k:>11}" for k in keys) + f"{'fit s':>8}"]
     for name, r in rows.items():
-        lines.append(f"{name:<12}" + "".join(f"{r[f'test/{k}']:>11.4f}" for k in keys)
+        lines.append(f"{name:<18}" + "".join(f"{r[f'test/{k}']:>11.4f}" for k in keys)
                      + f"{r['fit_s']:>8.0f}")
     return "\n".join(lines)
 
@@ -81,7 +94,7 @@ def main(argv=None) -> None:
                                 epilog=__doc__.split("\n\n", 1)[1])
     p.add_argument("--data", default="synthetic:default,ml-100k",
                    help="comma-separated: synthetic[:preset], ml-100k or a dataset folder")
-    p.add_argument("--models", default=",".join(VARIANTS),
+    p.add_argument("--models", default="a2bm2gl,model-an,model-al,model-str,lightgcn",
                    help=f"comma-separated subset of {list(VARIANTS)}")
     p.add_argument("--epochs", type=int, default=10, help="training epochs per model")
     p.add_argument("--dim", type=int, default=64, help="embedding_dim of every model")

@@ -8,27 +8,40 @@ Three representation modules, summed (paper §3.6.1), scored by inner product:
   learnable weighted cosine (eq. 3), encoded by one GCN layer with a learnable self-loop weight,
   ``ReLU(D^-1/2 (A + wI) D^-1/2 X W)`` (eq. 4);
 - anti-bottleneck: random surfing with restart (eq. 5) gives each node a "full-adjacent"
-  neighbourhood of short- and long-range nodes, aggregated by GAT-style attention (eq. 6), once
-  over the user–item graph (on the collaborative output) and once per modality kNN graph.
+  neighbourhood of short- and long-range nodes, aggregated by GAT-style attention (eq. 6,
+  :mod:`reelgraph.models.a2bm2gl_attention`), once over the user–item graph (on the collaborative
+  output) and once per modality kNN graph.
 
-Loss (eq. 10): the adaptive loss (eq. 8, per-user MLP boundaries of eq. 9) + δ·margin + β·L_str
-(UltraGCN constraint on the collaborative output, eq. 2) + γ·L_sem (the same on each kNN graph)
-+ λ·L2 on the batch's ego embeddings. Ablations by flags: ``anti_bottleneck=False`` (model-an),
-``adaptive_loss=False`` (model-al: BPR), ``str_loss=False`` (model-str), ``semantic=False``.
+Loss (eq. 10): ``rec_loss`` + δ·margin (adaptive only) + β·L_str (UltraGCN constraint on the
+collaborative output, eq. 2) + γ·L_sem (the same on each kNN graph) + λ·L2 on the batch's ego
+embeddings. ``rec_loss`` (the paper's Table 4; :mod:`reelgraph.models.a2bm2gl_losses`):
+``"adaptive"`` (eq. 8 with eq. 9's per-user MLP boundaries, "our loss"), ``"wr"`` (eq. 7's
+weighted regression on ``σ(s)``), ``"bpr"``, ``"infobpr"`` (BPR over the batch's ``k`` negatives
+as one softmax). δ, β, γ default to the paper's 0.5, 0.6, 0.1 (§4.3).
+
+Ablations, named as the paper's §4.5.1 names them (``benchmarks/multimodal_models.py``):
+model-an ``anti_bottleneck=False``; model-al ``rec_loss="bpr"``; model-str ``semantic=False`` (no
+semantic module, hence no L_sem). Ours: no-lstr ``str_loss=False`` (drops the L_str term only).
 
 Where the paper is vague (each choice is ours):
 
-- Eq. 8 is non-sampling: ``rec_negatives="all"`` computes it exactly (every non-interacted item,
-  eq. 7's uniform weight ``c0``; :func:`full_adaptive_loss`, whole graph only). The default
-  ``"sampled"`` is the scalable estimate: the batch's positives and sampled negatives, each part
-  a mean. Triples are uniform train edges with uniform non-positive negatives, so its expectation
-  is ``sum_u [sum_{N(u)+} (B_up - s)^2 + deg(u)/|N(u)-| sum_{N(u)-} (s - B_low)^2] / |E|``: the
-  exact loss with a per-user ``c0 = deg(u) / |N(u)-|``, i.e. biased against eq. 8's uniform
-  weight unless every user has the same degree (weighting each triple's negative mean by
-  ``|N(u)-| / deg(u)`` removes the bias). Eq. 9's sums over N(u)+ / N(u)- are means (sums scale
-  with degree and catalogue size).
+- Eq. 7 and 8 are non-sampling: ``rec_negatives="all"`` computes them exactly (every
+  non-interacted item; :func:`full_adaptive_loss`, :func:`full_wr_loss`; whole graph only). The
+  default ``"sampled"`` is the scalable estimate: the batch's positives and sampled negatives,
+  each part a mean, unbiased for a per-user ``c0 = deg(u) / |N(u)-|`` rather than eq. 7's uniform
+  one (:mod:`reelgraph.models.a2bm2gl_losses`). Eq. 9's sums over N(u)+ / N(u)- are means (sums
+  scale with degree and catalogue size). Eq. 7's ``c_uv``: ``c+ = rec_pos_weight`` on every
+  interacted entry, ``c0 = rec_neg_weight`` on every missing one (both 1: the paper gives none).
 - The margin term is written ``-max{m - (B_up - B_low), 0}``; minimising that would widen the
-  violation, so we minimise the hinge ``max{m - (B_up - B_low), 0}`` (its stated intent).
+  violation, so we minimise the hinge ``max{m - (B_up - B_low), 0}``, which keeps ``B_up - B_low
+  >= m`` (its stated intent; :func:`margin_loss`).
+- δ defaults to the paper's 0.5; ``margin_weight=2.0`` (this repo's earlier default) is the
+  option, measured: with row-stochastic RWR of 5 steps, on a planted world, δ=2, λ=1e-2 trained
+  the adaptive loss to BPR's level (Recall@20 0.274 vs 0.268), δ=0.5, λ=1e-4 to 0.197 (the
+  squared loss shrank the boundary gap and overfitted under our per-batch means). With today's
+  other defaults (λ 1e-2, in the paper's grid): the tests' planted world, d=32, 15 epochs, seeds
+  0-2, δ=2 0.266 vs δ=0.5 0.239 Recall@20; ml-100k (no features, d=64, 15 epochs, seed 0) the
+  other way, δ=2 0.305 vs δ=0.5 0.334.
 - L_str / L_sem: eq. 2 has positives only, which inflating every score minimises; as in UltraGCN
   we add the sampled negatives' ``-log σ(-s)``. Positive weights β are eq. 2's, rescaled to mean 1
   over the graph's edges so the paper's β=0.6, γ=0.1 are not swamped by ~1/degree weights.
@@ -36,13 +49,19 @@ Where the paper is vague (each choice is ours):
   initial value) and symmetrised; their weights (ReLU of the multi-head weighted cosine) are
   recomputed every step, so the metric is learned through them (as LATTICE / IDGL do) without an
   ``I x I`` matrix.
-- RWR uses the row-stochastic walk ``D^-1 A`` (binary kNN graphs for modalities), ``M = sum_k A_k``
-  for ``k = 1..K``; each node keeps its top-n other nodes (self excluded: it is already in the
-  sum). ``M`` only selects neighbours; attention weighs them (eq. 6).
+- Eq. 5: ``A_k = α A_{k-1} T + (1 - α) I``, ``M = sum_{k=1..K} A_k``. The paper calls ``T`` "a
+  direct user-video transition matrix" and prints the 0/1 block adjacency: ``rwr_transition=
+  "binary"`` (default) is that; ``"random_walk"`` is ``D^-1 A`` (DNGR's transition matrix, this
+  repo's earlier choice). Binary walk counts favour hubs: on the planted world the user–item lists
+  hold 50 distinct nodes for 1,000 rows (random walk: 961) and the attention's output rows have
+  cosine 0.80 with their mean (random walk: 0.49), yet Recall@20 is higher (seeds 0-2: 0.239 vs
+  0.203; ml-100k 0.334 vs 0.327). K defaults to 9 (Fig. 4: results rise from 3 to 9 "layers" of
+  the anti-bottleneck input, then stay flat; we read that k as eq. 5's steps); α (no value in the
+  paper) to 0.85. Each node keeps its top-n other nodes (self excluded: it is already in the sum)
+  and their entries of ``M``, normalised, as the attention's prior (``attention_prior``).
+- Eq. 6's logits read unit-scale rows (``attention_inputs="unit"``; ``"raw"``: the raw rows, as
+  printed, whose softmax stayed uniform: :mod:`reelgraph.models.a2bm2gl_attention`).
 - Users have collaborative and anti-bottleneck parts only; items add every semantic part.
-- Defaults: the paper's delta=0.5 and a 1e-4 L2 let the squared loss shrink the boundary gap
-  and overfit under our per-batch means; on a planted world delta=2, lambda=1e-2 trained
-  the adaptive loss to BPR's level (Recall@20 0.274 vs 0.268), delta=0.5, lambda=1e-4 to 0.197.
 - Features enter the model L2-normalised per row (eq. 3's cosine and the kNN choice are
   unchanged by it). Raw unit-variance features through a Xavier encoder made each semantic part
   ~12-25x the collaborative one (item norm 20 vs 0.22 on the synthetic world, anti-bottleneck
@@ -64,20 +83,26 @@ full-graph fused embeddings either way (sampled: without gradients, eq. 1's oper
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from reelgraph.graph import FullGraph, Subgraph, expand_rows, local_index, node_rows, propagate
-from reelgraph.graph import weighted_sum
+from reelgraph.graph import FullGraph, Subgraph, local_index, node_rows, propagate, weighted_sum
+from reelgraph.models.a2bm2gl_attention import ATTENTION_INPUTS, attend_rows
 from reelgraph.models.a2bm2gl_losses import (adaptive_loss, constraint_loss,  # noqa: F401
-                                             full_adaptive_loss, margin_loss)
-from reelgraph.models.base import GraphConfig, Recommender, bpr_loss, l2_loss, make_plan
-from reelgraph.samplers.plans.a2bm2gl import (A2BM2GLBatch, A2BM2GLPlan, A2BM2GLStatic,
-                                              ModalityGraph)
+                                             full_adaptive_loss, full_wr_loss, info_bpr_loss,
+                                             margin_loss, wr_loss)
+from reelgraph.models.a2bm2gl_semantic import (gcn_self_loop, semantic_rows,  # noqa: F401
+                                               weighted_cosine)
+from reelgraph.models.base import (GraphConfig, Recommender, bpr_loss, init_tables_, l2_loss,
+                                   make_plan)
+from reelgraph.samplers.plans.a2bm2gl import (RWR_TRANSITIONS, A2BM2GLBatch, A2BM2GLPlan,
+                                              A2BM2GLStatic, ModalityGraph)
 
 
+REC_LOSSES = ("adaptive", "wr", "bpr", "infobpr")
 REC_NEGATIVES = ("sampled", "all")
 
 
@@ -90,35 +115,45 @@ class A2BM2GLConfig(GraphConfig):
     knn_k: int = 10                     # neighbours per item in each modality's kNN graph
     num_heads: int = 4                  # perspectives of the weighted cosine (eq. 3)
     rwr_alpha: float = 0.85             # alpha: P(continue the walk); 1 - alpha restarts
-    rwr_steps: int = 5                  # K transition steps summed into M (eq. 5)
+    rwr_steps: int = 9                  # K transition steps summed into M (eq. 5; Fig. 4's best)
     rwr_top_n: int = 16                 # full-adjacent neighbours kept per node
+    rwr_transition: Literal["binary", "random_walk"] = "binary"  # eq. 5's T: 0/1 adjacency as
+    #                                     printed, or the row-stochastic D^-1 A
     rwr_chunk_elements: int = 1 << 23   # bound on a [nodes, seeds] RWR chunk (floats)
+    attention_prior: bool = True        # eq. 6 logits + log of the kept surfing probabilities
+    attention_inputs: Literal["unit", "raw"] = "unit"  # logits of unit-scale rows, or raw rows
     margin: float = 1.0                 # m: least gap between upper and lower boundary
-    margin_weight: float = 2.0          # delta (the paper's 0.5 under-constrains; see module doc)
+    margin_weight: float = 0.5          # delta (the paper's; 2.0: see module doc)
     str_weight: float = 0.6             # beta: L_str
     sem_weight: float = 0.1             # gamma: L_sem
     anti_bottleneck: bool = True        # False: model-an
-    adaptive_loss: bool = True          # False: model-al (BPR on the fused embeddings)
-    str_loss: bool = True               # False: model-str (no L_str)
-    semantic: bool = True               # False: no semantic module (and no L_sem)
+    rec_loss: Literal["adaptive", "wr", "bpr", "infobpr"] = "adaptive"  # Table 4; "bpr": model-al
+    str_loss: bool = True               # False: no-lstr (no L_str; not a paper ablation)
+    semantic: bool = True               # False: model-str (no semantic module, no L_sem)
     modalities: list[str] | None = None  # store modalities used; None: all
     boundary_fanout: int = 16           # sampled: train items per batch user for eq. 9's N(u)+
     boundary_items: int = 256           # sampled: uniform items estimating eq. 9's all-item sum
-    rec_negatives: str = "sampled"      # eq. 8's N(u)-: "sampled" (the batch's negatives, the
+    rec_negatives: str = "sampled"      # N(u)- of eq. 7/8: "sampled" (the batch's negatives, the
     #                                     scalable estimate) or "all" (exact non-sampling loss,
     #                                     every non-interacted item; whole graph only)
-    rec_neg_weight: float = 1.0         # "all": c0, eq. 7's uniform weight of each missing entry
+    rec_pos_weight: float = 1.0         # c+: eq. 7's weight of each interacted entry (adaptive, wr)
+    rec_neg_weight: float = 1.0         # c0: eq. 7's uniform weight of each missing entry
 
     def __post_init__(self):
         super().__post_init__()
-        if self.rec_negatives not in REC_NEGATIVES:
-            raise ValueError(f"A2BM2GLConfig: rec_negatives={self.rec_negatives!r}; choose from "
-                             f"{REC_NEGATIVES}")
-        if self.rec_negatives == "all" and (self.fanouts is not None or not self.adaptive_loss):
+        for name, value, options in (("rec_loss", self.rec_loss, REC_LOSSES),
+                                     ("rec_negatives", self.rec_negatives, REC_NEGATIVES),
+                                     ("rwr_transition", self.rwr_transition, RWR_TRANSITIONS),
+                                     ("attention_inputs", self.attention_inputs, ATTENTION_INPUTS)):
+            if value not in options:
+                raise ValueError(f"A2BM2GLConfig: {name}={value!r}; choose from {options}")
+        if self.rec_negatives == "all" and (self.fanouts is not None or
+                                            self.rec_loss not in ("adaptive", "wr")):
             raise ValueError("A2BM2GLConfig: rec_negatives='all' reads every item's fused row and "
-                             "is eq. 8's: it needs fanouts=None and adaptive_loss=True")
-        if not self.rec_neg_weight >= 0:
-            raise ValueError(f"A2BM2GLConfig: rec_neg_weight={self.rec_neg_weight} must be >= 0")
+                             "is eq. 7/8's: it needs fanouts=None and rec_loss 'adaptive' or 'wr'")
+        for name in ("rec_pos_weight", "rec_neg_weight"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"A2BM2GLConfig: {name}={getattr(self, name)} must be >= 0")
         for name in ("boundary_fanout", "boundary_items"):
             if getattr(self, name) == 0 or getattr(self, name) < -1:
                 raise ValueError(f"A2BM2GLConfig: {name}={getattr(self, name)} must be >= 1 or -1")
@@ -127,6 +162,11 @@ class A2BM2GLConfig(GraphConfig):
                 raise ValueError(f"A2BM2GLConfig: {name}={getattr(self, name)} must be >= 1")
         if not 0 < self.rwr_alpha <= 1:
             raise ValueError(f"A2BM2GLConfig: rwr_alpha={self.rwr_alpha} must be in (0, 1]")
+
+    @property
+    def adaptive(self) -> bool:
+        """Eq. 8's loss, with eq. 9's boundary MLPs and draws."""
+        return self.rec_loss == "adaptive"
 
     def modality_names(self, store) -> list[str]:
         if not self.semantic:
@@ -140,33 +180,12 @@ class A2BM2GLConfig(GraphConfig):
     def plan(self) -> A2BM2GLPlan:
         modalities = () if not self.semantic else (
             None if self.modalities is None else tuple(self.modalities))
-        return make_plan(self, A2BM2GLPlan, boundaries=self.adaptive_loss, modalities=modalities)
+        # eq. 9's draws hold each batch user's train items: the exact losses read them too
+        boundaries = self.adaptive or self.rec_negatives == "all"
+        return make_plan(self, A2BM2GLPlan, boundaries=boundaries, modalities=modalities)
 
 
 # -- pure pieces of the forward pass and the losses ------------------------------------------
-def weighted_cosine(x: Tensor, heads: Tensor, row: Tensor, col: Tensor) -> Tensor:
-    """Eq. 3 on edges: ``mean_p cos(w_p * x_row, w_p * x_col)``; ``heads [m, f]`` → ``[E]``."""
-    z = F.normalize(x.unsqueeze(1) * heads, dim=2).flatten(1)               # [I, m * f]
-    return (z[row] * z[col]).sum(-1) / heads.size(0)                         # [E]
-
-
-def gcn_self_loop(h: Tensor, row: Tensor, col: Tensor, weight: Tensor, loop: Tensor) -> Tensor:
-    """``D^-1/2 (A + loop I) D^-1/2 h`` with edge values ``weight [E]`` (eq. 4 before ReLU)."""
-    deg = torch.zeros(h.size(0), device=h.device).index_add(0, row, weight) + loop  # [I]
-    norm = deg.clamp(min=1e-12).rsqrt()
-    msg = (norm[row] * weight * norm[col]).unsqueeze(1) * h[col]            # [E, d]
-    return torch.zeros_like(h).index_add(0, row, msg) + (loop / deg.clamp(min=1e-12)).unsqueeze(1) * h
-
-
-def attend_rows(h: Tensor, h_nbr: Tensor, mask: Tensor, att: Tensor) -> Tensor:
-    """Eq. 6: ``sum_i softmax_i(LeakyReLU(a^T [h_v || h_i])) h_i`` for rows' own ``h [R, d]`` and
-    their full-adjacent neighbours' ``h_nbr [R, n, d]`` (``mask [R, n]``: the real ones)."""
-    d = h.size(1)
-    logit = F.leaky_relu((h @ att[:d]).unsqueeze(1) + h_nbr @ att[d:], 0.2)  # [R, n]
-    a = torch.softmax(logit.masked_fill(~mask, -1e9), dim=1) * mask          # no neighbour: 0
-    return (a.unsqueeze(-1) * h_nbr).sum(1)
-
-
 def gather(x: Tensor, rows: Tensor | None, ids: Tensor | None) -> Tensor:
     """The rows of global ``ids`` (any shape) in ``x``, whose rows are the sorted ids ``rows``
     (``None``: every id, in order); ``ids=None``: all of ``x``."""
@@ -215,16 +234,18 @@ class A2BM2GL(Recommender):
         self.embedding = nn.Embedding(num_users + num_items, d)               # users first
         self.heads = nn.ParameterList(
             [nn.Parameter(torch.empty(config.num_heads, x.size(1))) for x in features.values()])
-        self.encoders = nn.ModuleList([nn.Linear(x.size(1), d, bias=False) for x in features.values()])
+        self.encoders = nn.ModuleList([nn.Linear(x.size(1), d, bias=False)
+                                       for x in features.values()])
         self.loop_weight = nn.Parameter(torch.empty(len(features)))            # softplus -> w
         num_att = (1 + len(features)) if config.anti_bottleneck else 0
         self.attention = nn.Parameter(torch.empty(num_att, 2 * d))             # a of eq. 6
-        self.upper = _boundary_mlp(d) if config.adaptive_loss else None
-        self.lower = _boundary_mlp(d) if config.adaptive_loss else None
+        self.upper = _boundary_mlp(d) if config.adaptive else None
+        self.lower = _boundary_mlp(d) if config.adaptive else None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        nn.init.normal_(self.embedding.weight, std=self.config.init_std)
+        w = self.embedding.weight
+        init_tables_(self.config, w[: self.num_users], w[self.num_users:])
         for w in self.heads:
             nn.init.ones_(w)  # plain cosine at start: the metric the kNN edges were chosen by
         for enc in self.encoders:
@@ -241,7 +262,7 @@ class A2BM2GL(Recommender):
         c = self.config
         return (f"users={self.num_users}, items={self.num_items}, d={c.embedding_dim}, "
                 f"modalities={self.modality_names}, anti_bottleneck={c.anti_bottleneck}, "
-                f"adaptive_loss={c.adaptive_loss}, str_loss={c.str_loss}")
+                f"rec_loss={c.rec_loss}, str_loss={c.str_loss}")
 
     def feature(self, j: int) -> Tensor:
         return getattr(self, f"feature_{j}")
@@ -261,39 +282,11 @@ class A2BM2GL(Recommender):
                            self.config.num_layers, layer)
         return torch.stack(layers).mean(0)
 
-    def _semantic(self, j: int, g: ModalityGraph) -> Tensor:
-        """Eq. 3-4: ``ReLU(GCN(X W))`` over the learned-weight kNN graph, ``[I, d]``."""
-        x = self.feature(j)
-        weight = F.relu(weighted_cosine(x, self.heads[j], g.row, g.col))      # [E]
-        loop = F.softplus(self.loop_weight[j])
-        return F.relu(gcn_self_loop(self.encoders[j](x), g.row, g.col, weight, loop))
-
     def semantic_rows(self, j: int, g: ModalityGraph, rows: Tensor | None) -> Tensor:
-        """Rows ``[R, d]`` of :meth:`_semantic` for sorted unique items ``rows [R]`` (``None``:
-        all), exactly: they read their kNN neighbours' ``X W`` and, for the degrees, those
-        neighbours' edges."""
-        if rows is None:
-            return self._semantic(j, g)
-        x, heads = self.feature(j), self.heads[j]
-        e1 = expand_rows(g.rowptr, rows)[1]                                  # rows' edges
-        nodes = torch.unique(torch.cat([rows, g.col[e1]]))                   # rows + neighbours
-        e2 = expand_rows(g.rowptr, nodes)[1]                                 # their edges
-        ends = torch.unique(torch.cat([nodes, g.col[e2]]))
-        z = F.normalize(x[ends].unsqueeze(1) * heads, dim=2).flatten(1)      # eq. 3's unit rows
-        at_end = lambda i: torch.searchsorted(ends, i)  # noqa: E731 (sorted ids)
-        at_node = lambda i: torch.searchsorted(nodes, i)  # noqa: E731
-        cos = lambda e: (z[at_end(g.row[e])] * z[at_end(g.col[e])]).sum(-1) / heads.size(0)  # noqa
-        loop = F.softplus(self.loop_weight[j])
-        deg = torch.zeros(nodes.numel(), device=x.device).index_add(
-            0, at_node(g.row[e2]), F.relu(cos(e2))) + loop                   # [n]
-        norm = deg.clamp(min=1e-12).rsqrt()
-        h = self.encoders[j](x[nodes])                                       # [n, d]
-        r, c = at_node(g.row[e1]), at_node(g.col[e1])
-        msg = (norm[r] * F.relu(cos(e1)) * norm[c]).unsqueeze(1) * h[c]
-        own = at_node(rows)
-        out = torch.zeros(rows.numel(), h.size(1), device=x.device).index_add(
-            0, torch.searchsorted(rows, g.row[e1]), msg)
-        return F.relu(out + (loop / deg[own].clamp(min=1e-12)).unsqueeze(1) * h[own])
+        """Eq. 3-4 of modality ``j``: rows ``[R, d]`` of sorted unique items ``rows [R]``
+        (``None``: all; :func:`~reelgraph.models.a2bm2gl_semantic.semantic_rows`)."""
+        return semantic_rows(self.feature(j), self.heads[j], self.encoders[j],
+                             F.softplus(self.loop_weight[j]), g.row, g.col, g.rowptr, rows)
 
     def _modalities(self, static: A2BM2GLStatic) -> tuple[ModalityGraph, ...]:
         if tuple(static.modality_names) != tuple(self.modality_names):
@@ -309,8 +302,8 @@ class A2BM2GL(Recommender):
         fused = None if items is None else torch.cat([users, items + self.num_users])
         emb = gather(cf, cf_rows, fused)                                      # [F, d]
         if self.config.anti_bottleneck:
-            emb = emb + attend_rows(emb, gather(cf, cf_rows, node_rows(fused, static.rwr.index)),
-                                    node_rows(fused, static.rwr.mask), self.attention[0])
+            nbr = gather(cf, cf_rows, node_rows(fused, static.rwr.index))   # [F, top_n, d]
+            emb = emb + self._attend(0, emb, nbr, static.rwr, fused)
         n_user = self.num_users if users is None else users.numel()
         user, item = emb[:n_user], emb[n_user:]
         sem, own = [], []
@@ -319,11 +312,18 @@ class A2BM2GL(Recommender):
             own.append(gather(sem[-1], rows, items))                         # [n, d]
             if self.config.anti_bottleneck:
                 nbr = gather(sem[-1], rows, node_rows(items, g.rwr.index))   # [n, top_n, d]
-                item = item + attend_rows(own[-1], nbr, node_rows(items, g.rwr.mask),
-                                          self.attention[j + 1])
+                item = item + self._attend(j + 1, own[-1], nbr, g.rwr, items)
         for h in own:
             item = item + h
         return Rows(cf, user, item, sem, list(sem_rows))
+
+    def _attend(self, j: int, h: Tensor, h_nbr: Tensor, layer, ids: Tensor | None) -> Tensor:
+        """Eq. 6 with attention vector ``j`` over the full-adjacent ``layer`` (a
+        :class:`Neighbourhood`) for the rows ``ids`` (``None``: all) of ``h [R, d]``."""
+        c = self.config
+        prior = node_rows(ids, layer.prior) if c.attention_prior else None
+        return attend_rows(h, h_nbr, node_rows(ids, layer.mask), self.attention[j], prior,
+                           unit_inputs=c.attention_inputs == "unit")
 
     def embed(self, static: A2BM2GLStatic) -> tuple[Tensor, Tensor]:
         """Fused ``(user [U, d], item [I, d])`` of the whole graph (the sampled plan's static:
@@ -364,24 +364,54 @@ class A2BM2GL(Recommender):
         lower = self.lower(torch.cat([e_u, neg_mean], 1)).squeeze(1)
         return upper, lower
 
-    def full_rec_loss(self, batch: A2BM2GLBatch, out: Rows, upper: Tensor, lower: Tensor
-                      ) -> Tensor:
-        """Eq. 8 exact (:func:`full_adaptive_loss`) for the batch's users, ``upper``/``lower
-        [b]`` per unique user: ``mean_t l(u_t) / deg(u_t)`` over the triples. Triples are train
-        edges drawn uniformly, so user ``u`` appears ``deg(u)`` times per epoch and this is an
-        unbiased estimate of ``sum_u l(u) / |E|`` (eq. 8's sum over users, scaled by 1 / |E|).
-        Needs the whole graph: every fused item and, in ``batch.bounds``, every train item of
-        each user (eq. 9's exact draws)."""
-        d = batch.bounds
-        if batch.fused_items is not None or d.items is not None:
+    def full_rec_loss(self, batch: A2BM2GLBatch, out: Rows, upper: Tensor | None = None,
+                      lower: Tensor | None = None) -> Tensor:
+        """Eq. 8 (``upper``/``lower [b]`` per unique user: :func:`full_adaptive_loss`) or, without
+        them, eq. 7 (:func:`full_wr_loss`) exact for the batch's users: ``mean_t l(u_t) /
+        deg(u_t)`` over the triples. Triples are train edges drawn uniformly, so user ``u``
+        appears ``deg(u)`` times per epoch and this is an unbiased estimate of ``sum_u l(u) /
+        |E|`` (the sum over users, scaled by 1 / |E|). Needs the whole graph: every fused item
+        and, in ``batch.bounds``, every train item of each user (eq. 9's exact draws)."""
+        c, d = self.config, batch.bounds
+        if batch.fused_items is not None or d is None or d.items is not None:
             raise ValueError("A2BM2GL: rec_negatives='all' needs the whole-graph plan "
                              "(fanouts=None)")
         e_u = gather(out.user, batch.fused_users, d.users)                   # [b, d]
-        loss = full_adaptive_loss(e_u, out.item, d.index, d.item, upper, lower,
-                                  neg_weight=self.config.rec_neg_weight,
-                                  chunk_size=self.config.chunk_size)         # [b]
+        weights = dict(pos_weight=c.rec_pos_weight, neg_weight=c.rec_neg_weight)
+        if upper is None:
+            loss = full_wr_loss(e_u, out.item, d.index, d.item, **weights)    # [b]
+        else:
+            loss = full_adaptive_loss(e_u, out.item, d.index, d.item, upper, lower, **weights,
+                                      chunk_size=c.chunk_size)               # [b]
         per_edge = loss / batch.static.deg[d.users].float().clamp(min=1)
         return per_edge[torch.searchsorted(d.users, batch.users)].mean()
+
+    def rec_terms(self, batch: A2BM2GLBatch, out: Rows, pos: Tensor, neg: Tensor
+                  ) -> tuple[dict[str, Tensor], Tensor]:
+        """The recommendation loss ``rec_loss`` on the triples' scores ``pos [B]``, ``neg [B,
+        k]``: its terms (``rec`` and ``margin``, ``wr``, ``bpr`` or ``infobpr``) and their
+        weighted sum."""
+        c = self.config
+        weights = (c.rec_pos_weight, c.rec_neg_weight)
+        if c.rec_loss == "bpr":
+            terms = {"bpr": bpr_loss(pos, neg)}
+        elif c.rec_loss == "infobpr":
+            terms = {"infobpr": info_bpr_loss(pos, neg)}
+        elif c.rec_loss == "wr":
+            terms = {"wr": self.full_rec_loss(batch, out) if c.rec_negatives == "all"
+                     else wr_loss(pos, neg, *weights)}
+        elif c.rec_negatives == "all":
+            upper, lower = self.user_boundaries(batch, out)                   # [b]
+            inv = torch.searchsorted(batch.bounds.users, batch.users)
+            terms = {"rec": self.full_rec_loss(batch, out, upper, lower),
+                     "margin": margin_loss(upper[inv], lower[inv], c.margin)}
+        else:
+            rec, margin = adaptive_loss(pos, neg, *self.boundaries(batch, out), c.margin, *weights)
+            terms = {"rec": rec, "margin": margin}
+        if "margin" in terms:
+            return terms, terms["rec"] + c.margin_weight * terms["margin"]
+        (total,) = terms.values()
+        return terms, total
 
     def _str_loss(self, batch: A2BM2GLBatch, out: Rows) -> Tensor:
         """L_str on the collaborative rows of the batch's triples."""
@@ -402,8 +432,8 @@ class A2BM2GL(Recommender):
         return total
 
     def loss(self, batch: A2BM2GLBatch) -> dict[str, Tensor]:
-        """Eq. 10 on the batch's rows: ``loss`` and each term (``rec``, ``margin`` or ``bpr``;
-        ``str``, ``sem`` when on; ``l2``)."""
+        """Eq. 10 on the batch's rows: ``loss`` and each term (:meth:`rec_terms`; ``str``,
+        ``sem`` when on; ``l2``)."""
         c, static = self.config, batch.static
         sem_rows = [self._sem_rows_needed(g, batch) for g in self._modalities(static)]
         out = self(static, batch.graph, batch.cf_rows, batch.fused_users, batch.fused_items,
@@ -411,19 +441,7 @@ class A2BM2GL(Recommender):
         u = gather(out.user, batch.fused_users, batch.users)                  # [B, d]
         pos = (u * gather(out.item, batch.fused_items, batch.pos)).sum(-1)    # [B]
         neg = torch.einsum("bd,bkd->bk", u, gather(out.item, batch.fused_items, batch.neg))
-        terms: dict[str, Tensor] = {}
-        if c.adaptive_loss and c.rec_negatives == "all":
-            upper, lower = self.user_boundaries(batch, out)                   # [b]
-            terms["rec"] = self.full_rec_loss(batch, out, upper, lower)
-            inv = torch.searchsorted(batch.bounds.users, batch.users)
-            terms["margin"] = margin_loss(upper[inv], lower[inv], c.margin)
-            total = terms["rec"] + c.margin_weight * terms["margin"]
-        elif c.adaptive_loss:
-            terms["rec"], terms["margin"] = adaptive_loss(pos, neg, *self.boundaries(batch, out),
-                                                          c.margin)
-            total = terms["rec"] + c.margin_weight * terms["margin"]
-        else:
-            total = terms["bpr"] = bpr_loss(pos, neg)
+        terms, total = self.rec_terms(batch, out, pos, neg)
         if c.str_loss:
             terms["str"] = self._str_loss(batch, out)
             total = total + c.str_weight * terms["str"]

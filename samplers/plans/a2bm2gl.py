@@ -7,7 +7,8 @@ Static graphs (built once per store with ``store.derived``, memory-mapped by eve
   and eq. 2's constraint weights ``beta [I, k]`` of its kNN lists, rescaled to mean 1 over the
   graph's edges;
 - the full-adjacent layers (eq. 5): the top-``rwr_top_n`` nodes of random surfing with restart
-  (:func:`rwr_top_n`) over the user–item graph and over each kNN graph;
+  (:func:`rwr_top_n`, over the 0/1 adjacency or ``D^-1 A``: ``rwr_transition``) over the
+  user–item graph and over each kNN graph, with their surfing probabilities (eq. 6's prior);
 - the mean of eq. 2's raw weights over the train edges (rescales a batch's L_str weights).
 
 A batch (:class:`A2BM2GLBatch`) carries, beside its triples, the eq. 2 weights of its L_str
@@ -77,37 +78,57 @@ def knn_graph(x: Tensor, k: int, chunk_size: int = 4096) -> Tensor:
     return torch.cat(out)
 
 
-def rwr_top_n(rowptr: Tensor, col: Tensor, alpha: float, steps: int, top_n: int,
-              chunk_elements: int = 1 << 23) -> tuple[Tensor, Tensor]:
-    """Top-``top_n`` other nodes of each row of ``M = sum_{k=1..K} A_k`` (eq. 5), never ``N x N``.
+RWR_TRANSITIONS = ("binary", "random_walk")
 
-    ``A_k = alpha A_{k-1} P + (1 - alpha) I`` with ``P = D^-1 A`` the random-walk matrix of the
-    symmetric graph ``(rowptr, col)``. Seeds are propagated in chunks as ``[N, c]`` columns
-    (``P^T X``, ``P^T = A D^-1``) and only each chunk's top-n is kept.
+
+def rwr_top_n(rowptr: Tensor, col: Tensor, alpha: float, steps: int, top_n: int,
+              chunk_elements: int = 1 << 23, transition: str = "binary") -> tuple[Tensor, Tensor]:
+    """Top-``top_n`` other nodes of each row of ``M = sum_{k=1..K} A_k`` (eq. 5) and their
+    surfing probabilities, never ``N x N``.
+
+    ``A_k = alpha A_{k-1} T + (1 - alpha) I`` (``A_0 = I``) over the symmetric graph ``(rowptr,
+    col)`` with the transition ``T``: ``"binary"`` its 0/1 adjacency, as eq. 5 prints it;
+    ``"random_walk"`` the row-stochastic ``D^-1 A`` (DNGR's "transition matrix"). Row ``v`` of
+    ``M`` is column ``v`` of ``M^T``: seeds are propagated in chunks as ``[N, c]`` columns (``T^T
+    X``) and only each chunk's top-n is kept. Binary entries count walks and grow like ``(alpha
+    lambda_max)^k``: after every step each seed's column (``x``, ``m`` and its restart mass) is
+    divided by its largest entry, a positive factor per row of ``M`` that changes neither the
+    ranking nor the row-normalised values returned, so nothing overflows.
 
     Returns:
-        ``index [N, n]`` and ``value [N, n]`` (``M`` entries; 0 where fewer nodes are reachable).
+        ``index [N, n]`` and ``prior [N, n]``: the kept ``M`` entries divided by their sum over
+        the row (the surfing distribution over the kept neighbours; 0 where fewer nodes are
+        reachable).
     """
+    if transition not in RWR_TRANSITIONS:
+        raise ValueError(f"rwr_top_n: transition={transition!r}; choose from {RWR_TRANSITIONS}")
     n_nodes = rowptr.numel() - 1
     deg = (rowptr[1:] - rowptr[:-1]).clamp(min=1).float()
-    p_t = csr_tensor(rowptr, col, deg.reciprocal()[col], (n_nodes, n_nodes))  # P^T
+    values = torch.ones(col.numel(), device=col.device) if transition == "binary" else \
+        deg.reciprocal()[col]                                                # P^T = A D^-1
+    t_t = csr_tensor(rowptr, col, values, (n_nodes, n_nodes))                # T^T (A symmetric)
     n = min(top_n, n_nodes - 1)
     index = torch.zeros(n_nodes, n, dtype=torch.long, device=col.device)
-    value = torch.zeros(n_nodes, n, device=col.device)
+    prior = torch.zeros(n_nodes, n, device=col.device)
     chunk = max(1, chunk_elements // max(n_nodes, 1))
     for start in range(0, n_nodes, chunk):
         seeds = torch.arange(start, min(start + chunk, n_nodes), device=col.device)
         cols = torch.arange(seeds.numel(), device=col.device)
-        x0 = torch.zeros(n_nodes, seeds.numel(), device=col.device)          # [N, c]
-        x0[seeds, cols] = 1.0
-        x, m = x0, torch.zeros_like(x0)
+        x = torch.zeros(n_nodes, seeds.numel(), device=col.device)           # [N, c]
+        x[seeds, cols] = 1.0                                                 # A_0 = I
+        m, restart = torch.zeros_like(x), torch.full((seeds.numel(),), 1 - alpha,
+                                                     device=col.device)
         for _ in range(steps):
-            x = alpha * (p_t @ x) + (1 - alpha) * x0
+            x = alpha * (t_t @ x)
+            x[seeds, cols] += restart
             m += x
+            scale = m.amax(0).clamp(min=1e-30)                               # [c], per row of M
+            x, m, restart = x / scale, m / scale, restart / scale
         m[seeds, cols] = -1.0                                                # never itself
         val, idx = m.topk(n, dim=0)                                          # [n, c]
-        index[seeds], value[seeds] = idx.T, val.T.clamp(min=0)
-    return index, value
+        val = val.clamp(min=0)
+        index[seeds], prior[seeds] = idx.T, (val / val.sum(0).clamp(min=1e-30)).T
+    return index, prior
 
 
 def uniform_items(num_items: int, size: int, generator: torch.Generator | None = None) -> Tensor:
@@ -121,9 +142,12 @@ def uniform_items(num_items: int, size: int, generator: torch.Generator | None =
 
 @dataclass(frozen=True)
 class Neighbourhood:
-    """Full-adjacent layer: ``index [N, n]`` neighbours, ``mask [N, n]`` the real ones."""
+    """Full-adjacent layer: ``index [N, n]`` neighbours, ``mask [N, n]`` the real ones and
+    ``prior [N, n]`` their surfing probabilities (:func:`rwr_top_n`: sum 1 over a row's real ones,
+    0 elsewhere), the prior of eq. 6's attention."""
     index: Tensor
     mask: Tensor
+    prior: Tensor
 
 
 @dataclass(frozen=True)
@@ -219,13 +243,15 @@ class A2BM2GLPlan(Plan):
     fanouts: tuple[int, ...] | None  # collaborative fan-outs (seeds' hop first, -1 all)
     exclude_targets: bool            # sampled: drop the batch's positive edges
     chunk_size: int                  # sampled: operator rows per chunk of embed()
-    boundaries: bool                 # draw eq. 9's items (the adaptive loss)
+    boundaries: bool                 # draw eq. 9's items (the adaptive loss; an exact loss reads
+    #                                  each user's train items from them too)
     boundary_fanout: int             # sampled: train items per batch user (N(u)+)
     boundary_items: int              # sampled: uniform items for the all-item sum
     anti_bottleneck: bool            # build and read the full-adjacent (RWR) layers
     rwr_alpha: float
     rwr_steps: int
     rwr_top_n: int
+    rwr_transition: str              # "binary" (eq. 5 as printed) or "random_walk" (D^-1 A)
     rwr_chunk_elements: int          # memory bound of the RWR build only
     knn_k: int
     modalities: tuple[str, ...] | None  # None: every modality of the store; (): none
@@ -234,17 +260,18 @@ class A2BM2GLPlan(Plan):
     def modality_names(self, store) -> tuple[str, ...]:
         return tuple(store.modalities) if self.modalities is None else tuple(self.modalities)
 
-    def _rwr(self, store, name: str, params: dict, csr) -> dict[str, Tensor]:
-        """``{"index", "mask"}`` of the full-adjacent layer of the symmetric CSR ``csr()``."""
+    def _rwr(self, store, name: str, params: dict, csr) -> Neighbourhood:
+        """The full-adjacent layer of the symmetric CSR ``csr()`` (memory-mapped)."""
         def build() -> dict[str, Tensor]:
-            index, value = rwr_top_n(*csr(), self.rwr_alpha, self.rwr_steps, self.rwr_top_n,
-                                     self.rwr_chunk_elements)
-            return {"index": index, "mask": value > 0}
-        return store.derived("a2bm2gl-rwr", {"graph": name, **params, "alpha": self.rwr_alpha,
-                                             "steps": self.rwr_steps, "top_n": self.rwr_top_n},
-                             build)
+            index, prior = rwr_top_n(*csr(), self.rwr_alpha, self.rwr_steps, self.rwr_top_n,
+                                     self.rwr_chunk_elements, self.rwr_transition)
+            return {"index": index, "mask": prior > 0, "prior": prior}
+        r = store.derived("a2bm2gl-rwr", {"graph": name, **params, "alpha": self.rwr_alpha,
+                                          "steps": self.rwr_steps, "top_n": self.rwr_top_n,
+                                          "transition": self.rwr_transition}, build)
+        return Neighbourhood(r["index"], r["mask"], r["prior"])
 
-    def _user_item_rwr(self, store) -> dict[str, Tensor]:
+    def _user_item_rwr(self, store) -> Neighbourhood:
         g = symmetric_graph(store)
         return self._rwr(store, "bipartite", {"split": "train"}, lambda: (g.rowptr, g.col))
 
@@ -266,9 +293,8 @@ class A2BM2GLPlan(Plan):
         a = self._knn(store, modality)
         rwr = None
         if self.anti_bottleneck:
-            r = self._rwr(store, f"knn-{modality}", {"k": self.knn_k},
-                          lambda: (a["rowptr"], a["col"]))
-            rwr = Neighbourhood(r["index"], r["mask"])
+            rwr = self._rwr(store, f"knn-{modality}", {"k": self.knn_k},
+                            lambda: (a["rowptr"], a["col"]))
         return ModalityGraph(csr_rows(a["rowptr"]), a["col"], a["knn"], a["beta"], rwr,
                              a["rowptr"])
 
@@ -286,7 +312,7 @@ class A2BM2GLPlan(Plan):
         train = store.graph("train")
         rwr = None  # sampled: the fused rows' full-adjacent neighbours are collaborative rows too
         if self.anti_bottleneck and self.fanouts is not None:
-            rwr = self._user_item_rwr(store)["index"]
+            rwr = self._user_item_rwr(store).index
         return A2BM2GLContext(symmetric_graph(store), (train.rowptr, train.col), rwr,
                               self._beta_scale(store), store.num_items)
 
@@ -299,8 +325,7 @@ class A2BM2GLPlan(Plan):
             graph = FullGraph(g.num_nodes, csr=(g.rowptr, g.col, norm), chunk_size=self.chunk_size)
         rwr = None
         if self.anti_bottleneck:
-            r = self._user_item_rwr(store)
-            rwr = move(Neighbourhood(r["index"], r["mask"]), device)
+            rwr = move(self._user_item_rwr(store), device)
         names = self.modality_names(store)
         mods = tuple(move(self._modality_graph(store, m), device) for m in names)
         return A2BM2GLStatic(graph, g.deg, rwr, mods, names, store.num_users, store.num_items)
