@@ -19,7 +19,8 @@ a time for either arm (our product defaults differ from the recipe in init, laye
 Every ``--log-every`` steps it prints, per arm: the BPR and InfoNCE terms, the mean row norm of
 layer 0 and of the clean view (users, items), and the gradient ratio ``||grad(lambda * CL)|| /
 ||grad(BPR)||`` on the ID tables at that step. After every ``--eval-every`` epochs: test
-Recall@20 / NDCG@20, full ranking with train (+ valid) items masked.
+Recall@20 / NDCG@20, full ranking with train (+ valid) items masked, and the mean
+``log(1 + d_i)`` of the first 2,000 users' top-20 items (against the test items' own).
 
     python benchmarks/simgcl_reference.py --data ../shared/data/ml-100k --arm reference --epochs 20
     python benchmarks/simgcl_reference.py --data ../shared/data/amazon-book-kgat --arm ours --epochs 10
@@ -38,7 +39,7 @@ from torch import Tensor
 
 from reelgraph.graph import FullGraph
 from reelgraph.lightning_modules.datamodule import RecDataModule
-from reelgraph.metrics import evaluate
+from reelgraph.metrics import evaluate, inner_product, topk_items
 from reelgraph.models.simgcl import SimGCL, SimGCLConfig
 from reelgraph.samplers.batch import BPRBatch
 
@@ -81,6 +82,7 @@ class Reference:
         self.U = user0.clone().requires_grad_(True)
         self.I = item0.clone().requires_grad_(True)
         self.params = [self.U, self.I]
+        self.noise = torch.Generator().manual_seed(a.seed + 1)  # its own: triples stay the same
 
     def view(self, eps: float, gen: torch.Generator | None) -> tuple[Tensor, Tensor, list[Tensor]]:
         h = torch.cat([self.U, self.I])
@@ -100,7 +102,7 @@ class Reference:
         ue, pe, ne = u[users], i[pos], i[neg]
         bpr = -torch.log(torch.sigmoid((ue * pe).sum(1) - (ue * ne).sum(1)) + 1e-8).mean()
         l2 = a.reg * (ue.norm() + pe.norm())
-        (u1, i1, _), (u2, i2, _) = self.view(a.eps, gen), self.view(a.eps, gen)
+        (u1, i1, _), (u2, i2, _) = self.view(a.eps, self.noise), self.view(a.eps, self.noise)
         uu, ii = torch.unique(users), torch.unique(pos)
         cl = info_nce(u1[uu], u2[uu], a.tau) + info_nce(i1[ii], i2[ii], a.tau)
         return {"bpr": bpr, "l2": l2, "cl": cl, "loss": bpr + l2 + a.lam * cl}
@@ -203,6 +205,10 @@ def main(argv=None) -> None:
     test, history = dm.test_graph, dm.history
     print(f"{dm.store}  arm={a.arm} init={a.init} layers={a.layers} lr={a.lr} "
           f"batch={a.batch_size} lambda={a.lam} eps={a.eps} tau={a.tau}", flush=True)
+    log_pop = torch.log1p(train.degree()[1].float())  # popularity of what is recommended
+    pop_users = torch.arange(min(2000, U))
+    print(f"held-out test items' mean log(1 + d_i): {float(log_pop[test.col].mean()):.3f}",
+          flush=True)
     rows, step, t0 = [], 0, time.perf_counter()
 
     def log(kind: str, **r) -> None:
@@ -238,7 +244,9 @@ def main(argv=None) -> None:
         if (epoch + 1) % a.eval_every == 0 or done or epoch + 1 == a.epochs:
             u, i, _, _ = arm.embed()
             r = evaluate(u, i, history, test, ks=(20,), user_batch_size=4096, auc=False).means()
-            row.update({"recall@20": float(r["recall@20"]), "ndcg@20": float(r["ndcg@20"])})
+            top = topk_items(inner_product(u, i), pop_users, history, 20)  # [n, 20]
+            row.update({"recall@20": float(r["recall@20"]), "ndcg@20": float(r["ndcg@20"]),
+                        "top20_logpop": float(log_pop[top.clamp(min=0)].mean())})
         log("epoch", **row)
         if done:
             break
