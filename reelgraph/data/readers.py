@@ -14,6 +14,8 @@ ml-100k           ``interactions`` (``weight`` = rating), ``kg``, ``item_creator
                   (``film.film.directed_by``, linked through ``ml-100k.corrected.link``;
                   the shipped ``ml-100k.link`` is keyed by ML-1M ids and never read)
 ml-1m             the same from ``ml-1m.inter.gz``, ``ml-1m.link``, ``ml-1m.kg``
+                  both MovieLens: ``features/<modality>`` from the folder's ``features/``
+                  (:mod:`reelgraph.data.features`; rows of rated items only)
 lastfm-kg         ``interactions`` (``weight`` = play count), ``kg``
 ================  ===================================================================
 
@@ -50,10 +52,15 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from reelgraph.data.features import read_features, write_features
 from reelgraph.data.schema import (WRITE_OPTIONS, INTERACTIONS, ITEM_CREATOR, KG, USER_CREATOR, DataError,
                                    read_table)
 
 DIRECTED_BY = "film.film.directed_by"
+# What a reader writes, by revision: a converted folder is cached under a key that holds its
+# reader's revision once past 1 (reelgraph.data.sources), so a folder an older reader wrote is
+# never reused. 2: MovieLens brings its features/.
+REVISIONS = {"ml-100k": 2, "ml-1m": 2}
 _SPECS = {s.name: s for s in (INTERACTIONS, ITEM_CREATOR, USER_CREATOR, KG)}
 
 
@@ -155,8 +162,10 @@ def _user_lists(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 # ---------------------------------------------------------------- writing
 
-def _publish(out_dir: str, tables: dict[str, pa.Table], overwrite: bool) -> dict[str, int]:
-    """Writes ``tables`` to ``out_dir`` atomically, each checked by :func:`schema.read_table`."""
+def _publish(out_dir: str, tables: dict[str, pa.Table], overwrite: bool,
+             features: dict[str, pa.Table] | None = None) -> dict[str, int]:
+    """Writes ``tables`` (and ``features/<modality>``) to ``out_dir`` atomically, each table
+    checked by :func:`schema.read_table`."""
     if os.path.isdir(out_dir) and os.listdir(out_dir):
         if not overwrite:
             raise FileExistsError(f"{out_dir}: not empty; pass overwrite=True to replace it")
@@ -170,13 +179,15 @@ def _publish(out_dir: str, tables: dict[str, pa.Table], overwrite: bool) -> dict
         for name, table in tables.items():
             pq.write_table(table, _SPECS[name].filename(tmp), **WRITE_OPTIONS)
             read_table(_SPECS[name].filename(tmp), _SPECS[name])  # the check consumers run
+        write_features(tmp, features or {}, **WRITE_OPTIONS)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     if os.path.isdir(out_dir):
         shutil.rmtree(out_dir)
     os.replace(tmp, out_dir)
-    return {name: t.num_rows for name, t in tables.items()}
+    return {**{name: t.num_rows for name, t in tables.items()},
+            **{f"features/{m}": t.num_rows for m, t in (features or {}).items()}}
 
 
 def _interaction_stats(inter: pa.Table) -> dict:
@@ -276,8 +287,12 @@ def _read_movielens(src: str, out_dir: str, name: str, inter_file: str, link_fil
         if "item_creator" not in tables:
             raise DataError(f"{src}: derive_follows needs the KG's directors (no {link_file})")
         tables["user_creator"] = _follows(inter, tables["item_creator"])
-    stats = {"dataset": name, "tables": _publish(out_dir, tables, overwrite),
+    features = read_features(src, inter["item_id"])
+    stats = {"dataset": name, "tables": _publish(out_dir, tables, overwrite, features),
              **_interaction_stats(inter)}
+    if features:
+        stats["features"] = {m: t.schema.field("feature").type.list_size
+                             for m, t in features.items()}
     if "item_creator" in tables:
         stats["items_with_creator"] = len(pc.unique(tables["item_creator"]["item_id"]))
     return stats
@@ -338,6 +353,11 @@ _READERS: list[tuple[str, tuple[str, ...], Callable[..., dict]]] = [
     ("ml-1m", ("ml-1m.inter",), read_movielens_1m),
     ("lastfm-kg", ("user_artists.dat",), read_lastfm),
 ]
+
+
+def revision(src: str) -> int:
+    """The revision of the reader of ``src`` (:data:`REVISIONS`; 1 unless listed)."""
+    return REVISIONS.get(detect(src), 1)
 
 
 def detect(src: str) -> str:

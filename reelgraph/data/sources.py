@@ -11,7 +11,9 @@
 
 Built stores are cached under ``cache_dir`` keyed by the source and the split settings, and
 remember a fingerprint of their input files (:func:`fingerprint`): when an input changed since,
-the store is rebuilt (and logged), never silently reused stale.
+the store is rebuilt (and logged), never silently reused stale. A converted real folder's key
+holds its reader's revision (``readers.REVISIONS``), so a reader that writes more (MovieLens
+features) converts again into a new folder, whose store is then a new one too.
 """
 from __future__ import annotations
 
@@ -90,9 +92,13 @@ def dataset_folder(data: str, cache_dir: str = DEFAULT_CACHE, seed: int = 0) -> 
         raise DataError(f"--data {data!r}: no such folder (or use 'synthetic[:preset]')")
     if os.path.exists(os.path.join(data, "interactions.parquet")):
         return data
-    from reelgraph.data.readers import convert
+    from reelgraph.data.readers import convert, revision
+    # the reader's revision joins the key once past 1 (a reader that now writes more, e.g.
+    # MovieLens features): a folder an older reader converted is never reused, nor overwritten
+    # under a process that may be reading it; revision-1 readers keep their first key
+    rev = revision(data)
     out = os.path.join(cache_dir, "parquet", f"{os.path.basename(os.path.normpath(data))}-"
-                       f"{_key(os.path.abspath(data))}")
+                       f"{_key(os.path.abspath(data), *([rev] if rev > 1 else []))}")
     raw, kept = fingerprint(data, None), os.path.join(out, "source.json")
     if os.path.exists(os.path.join(out, "interactions.parquet")):
         try:
