@@ -4,11 +4,13 @@ from reelgraph.models.base import (EmbeddingConfig, GraphConfig, ModelConfig, Re
 from reelgraph.models.gfcf import GFCF, GFCFConfig
 from reelgraph.models.lightgcn import LightGCN, LightGCNConfig
 from reelgraph.models.mf import MF, MFConfig, SparseMF, SparseMFConfig
+from reelgraph.models.mmgcn import MMGCN, MMGCNConfig
 from reelgraph.models.ngcf import NGCF, NGCFConfig
 from reelgraph.models.sage import SAGE, SAGEConfig
 from reelgraph.models.simgcl import SimGCL, SimGCLConfig, info_nce
+from reelgraph.models.shl import SHL, SHLConfig  # after simgcl: it uses info_nce
 
 __all__ = ["EmbeddingConfig", "GFCF", "GFCFConfig", "GraphConfig", "LightGCN", "LightGCNConfig",
-           "MF", "MFConfig", "ModelConfig", "NGCF", "NGCFConfig", "Recommender", "SAGE", "SAGEConfig", "SimGCL",
-           "SparseMF", "SparseMFConfig",
-           "SimGCLConfig", "bpr_loss", "info_nce", "l2_loss"]
+           "MF", "MFConfig", "MMGCN", "MMGCNConfig", "ModelConfig", "NGCF", "NGCFConfig",
+           "Recommender", "SAGE", "SAGEConfig", "SHL", "SHLConfig", "SimGCL", "SimGCLConfig",
+           "SparseMF", "SparseMFConfig", "bpr_loss", "info_nce", "l2_loss"]
