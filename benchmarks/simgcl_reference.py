@@ -145,8 +145,12 @@ class Ours:
 
 def grad_ratio(arm, users: Tensor, pos: Tensor, neg: Tensor, gen: torch.Generator,
                lam: float) -> float:
-    """``||grad(lambda * CL)|| / ||grad(BPR)||`` over all the arm's ID-table parameters."""
+    """``||grad(lambda * CL)|| / ||grad(BPR)||`` over all the arm's ID-table parameters (the
+    arm's batch counter restored: measuring never shifts the training run's noise seeds)."""
+    step = getattr(arm, "step", None)
     t = arm.terms(users, pos, neg, gen)
+    if step is not None:
+        arm.step = step
     g_bpr = torch.autograd.grad(t["bpr"], arm.params, retain_graph=True)
     g_cl = torch.autograd.grad(lam * t["cl"], arm.params)
     norm = lambda gs: math.sqrt(sum(float(g.pow(2).sum()) for g in gs))  # noqa: E731
