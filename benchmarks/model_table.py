@@ -1,0 +1,435 @@
+"""Issue 15's one table: every model, the same trial budget tuned on validation, then the best
+retrained and tested: test Recall/NDCG@20, time to train, ratios to GF-CF and to LightGCN.
+
+One dataset per invocation (``--config``: a base ``reelgraph fit`` YAML, e.g.
+``configs/table_synthetic.yaml``, giving data, split, epochs, early stopping and evaluation). Per
+model, built from the product:
+
+1. search: ``reelgraph-tune`` (:func:`reelgraph.tune.search.run`, in this process, on one Ray
+   started here) with the model's ``configs/spaces/<space>.yaml`` (an ablation: the A2BM2GL space
+   plus its fixed flag, written to ``<out>/spaces/``), ``--num-samples --trials``, Optuna's TPE,
+   ASHA on validation Recall@20. It writes ``<out>/tune/<model>/best.yaml`` and ``results.csv``.
+   GF-CF is training-free (``Trainer.fit`` refuses it, so a Tune trial cannot run it): the same
+   number of points drawn from ``configs/spaces/gfcf.yaml`` with Ray Tune's own samplers
+   (seeded), each built and validated by the fit parser and Trainer (``TrialCLI``), written by
+   the same :mod:`reelgraph.tune.export` functions (``results.csv``, ``best.yaml``).
+   ``simgcl-published`` is not searched: ``configs/simgcl_amazon_book.yaml``'s model, optimiser
+   and batch settings applied to the dataset become its ``best.yaml``.
+2. retrain and test: ``reelgraph fit --config best.yaml`` (the CLI itself, in this process):
+   early stopping on validation, the best checkpoint tested. "train s" is the wall time of that
+   fit, its epochs and their validations (GF-CF: the filter's build and one validation), not
+   the test; the search's own time is kept beside it (``search_seconds``).
+
+A model finished is one line of ``<out>/results.jsonl``, appended at once; a rerun skips the
+models there, continues an interrupted search (``reelgraph-tune --resume``) and redoes an
+interrupted retrain. ``--report`` prints the Markdown table of an existing JSONL.
+
+    python benchmarks/model_table.py --config configs/table_synthetic.yaml --trials 8
+    python benchmarks/model_table.py --config configs/table_synthetic.yaml --models mf,gfcf \\
+        --data synthetic:tiny --trials 2 --epochs 1 --out runs/table/tiny
+    python benchmarks/model_table.py --report --out runs/table/tiny
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SPACES = os.path.join(ROOT, "configs", "spaces")
+RECIPE = os.path.join(ROOT, "configs", "simgcl_amazon_book.yaml")
+METRIC = "val/recall@20"
+RESULTS = "results.jsonl"
+log = logging.getLogger("reelgraph")
+
+
+@dataclass(frozen=True)
+class Row:
+    """How a model's row is made.
+
+    Attributes:
+        space: file name in ``configs/spaces/``; ``None``: not searched (the published recipe).
+        fixed: dotted key -> value every trial gets on top of the space (an ablation's flag).
+        how: ``"tune"`` (reelgraph-tune), ``"draw"`` (training-free: seeded draws, validated),
+            ``"recipe"`` (no search: ``--recipe``'s settings).
+    """
+
+    space: str | None
+    fixed: dict[str, Any] = field(default_factory=dict)
+    how: str = "tune"
+
+
+A2 = "model.model.init_args."
+MODELS: dict[str, Row] = {   # the table's order: the two references first
+    "gfcf": Row("gfcf.yaml", how="draw"),
+    "lightgcn": Row("lightgcn.yaml"),
+    "mf": Row("mf.yaml"),
+    "ngcf": Row("ngcf.yaml"),
+    "simgcl": Row("simgcl.yaml"),
+    "simgcl-published": Row(None, how="recipe"),
+    "sage": Row("sage.yaml"),
+    "pinsage": Row("pinsage.yaml"),
+    "vagnn": Row("vagnn.yaml"),
+    "a2bm2gl": Row("a2bm2gl.yaml"),
+    "model-an": Row("a2bm2gl.yaml", {A2 + "anti_bottleneck": False}),   # the paper's ablations
+    "model-al": Row("a2bm2gl.yaml", {A2 + "rec_loss": "bpr"}),
+    "model-str": Row("a2bm2gl.yaml", {A2 + "semantic": False}),
+    "mmgcn": Row("mmgcn.yaml"),
+    "shl": Row("shl.yaml"),
+}
+
+
+def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], allow_abbrev=False,
+        epilog="Further --trainer.*, --model.*, --data.* arguments override the base config for "
+               "every model (searches, draws and retrains), as in reelgraph-tune.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--config", help="base `reelgraph fit` YAML of the dataset (required unless "
+                                    "--report), e.g. configs/table_synthetic.yaml")
+    p.add_argument("--data", default=None, help="override of data.data (a folder or synthetic:<preset>)")
+    p.add_argument("--models", default=",".join(MODELS), help="comma-separated subset, in this order")
+    p.add_argument("--trials", type=int, default=8, help="trials per model (GF-CF: points drawn)")
+    p.add_argument("--epochs", type=int, default=None, help="override of trainer.max_epochs")
+    p.add_argument("--max-concurrent-trials", type=int, default=1)
+    p.add_argument("--cpus-per-trial", type=float, default=None,
+                   help="CPUs (torch threads) per trial; default: the CPUs / concurrent trials")
+    p.add_argument("--scheduler", choices=("asha", "fifo"), default="asha",
+                   help="reelgraph-tune's --scheduler (asha stops weak trials between validations)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the samplers (TPE, GF-CF's draws)")
+    p.add_argument("--recipe", default=RECIPE, help="simgcl-published's settings (model, lr, batch)")
+    p.add_argument("--out", default=None, help="tune runs, retrains and results.jsonl; default "
+                                               "runs/table/<config stem>")
+    p.add_argument("--report", action="store_true", help="print the table of --out's JSONL only")
+    args, rest = p.parse_known_args(argv)
+    if not args.report and not args.config:
+        p.error("--config is required (or --report with --out)")
+    if args.report and not args.out:
+        p.error("--report needs --out")
+    for flag in ("config", "recipe"):
+        if not args.report and not os.path.isfile(getattr(args, flag)):
+            p.error(f"--{flag} {getattr(args, flag)}: no such file")
+    unknown = [m for m in args.models.split(",") if m not in MODELS]
+    if unknown:
+        p.error(f"--models: unknown {', '.join(unknown)}; known: {', '.join(MODELS)}")
+    if args.trials < 1 or args.max_concurrent_trials < 1:
+        p.error("--trials and --max-concurrent-trials must be >= 1")
+    args.models = [m for m in MODELS if m in args.models.split(",")]
+    if args.cpus_per_trial is None:
+        args.cpus_per_trial = float(max(1, (os.cpu_count() or 1) // args.max_concurrent_trials))
+    stem = os.path.splitext(os.path.basename(args.config or ""))[0]
+    args.out = os.path.abspath(args.out or os.path.join("runs", "table", stem))
+    return args, rest
+
+
+def overrides(args: argparse.Namespace, rest: list[str]) -> list[str]:
+    """The pass-through overrides every search, draw and retrain gets (they stay in best.yaml)."""
+    extra = [f"--data.data={args.data}"] if args.data else []
+    extra += [f"--trainer.max_epochs={args.epochs}"] if args.epochs else []
+    return [*extra, *rest]
+
+
+# -- results.jsonl -----------------------------------------------------------------------------
+def load_rows(path: str) -> dict[str, dict[str, Any]]:
+    """model -> its row (the last line of a model wins); a torn last line is ignored."""
+    rows: dict[str, dict[str, Any]] = {}
+    if os.path.isfile(path):
+        with open(path) as f:
+            for line in f:
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                rows[row["model"]] = row
+    return rows
+
+
+def append_row(path: str, row: dict[str, Any]) -> None:
+    """Appends ``row`` as one line, on a line of its own after a torn last line."""
+    torn = False
+    if os.path.isfile(path) and os.path.getsize(path):
+        with open(path, "rb") as f:
+            f.seek(-1, os.SEEK_END)
+            torn = f.read(1) != b"\n"
+    with open(path, "a") as f:
+        f.write(("\n" if torn else "") + json.dumps(row) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+# -- search: reelgraph-tune, GF-CF's draws, the published recipe -------------------------------
+def space_file(name: str, row: Row, out: str) -> str:
+    """The model's space; with fixed flags, a copy of it plus them in ``<out>/spaces/``."""
+    path = os.path.join(SPACES, row.space)
+    if not row.fixed:
+        return path
+    from reelgraph.tune.space import format_value
+
+    with open(path) as f:
+        text = f.read()
+    text += f"\n# {name} (benchmarks/model_table.py): {row.space} with\n"
+    text += "".join(f"{k}: {format_value(v)}\n" for k, v in row.fixed.items())
+    os.makedirs(os.path.join(out, "spaces"), exist_ok=True)
+    path = os.path.join(out, "spaces", f"{name}.yaml")
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def tune_search(name: str, row: Row, args: argparse.Namespace, extra: list[str]) -> None:
+    """``reelgraph-tune`` for ``name``, or ``--resume`` of its interrupted search."""
+    from ray.tune import Tuner
+
+    from reelgraph.tune.search import STATE_FILE, run
+
+    storage = os.path.join(args.out, "tune")
+    exp = os.path.join(storage, name)
+    if Tuner.can_restore(exp) and os.path.isfile(os.path.join(exp, STATE_FILE)):
+        log.info("%s: continuing the interrupted search %s", name, exp)
+        summary = run(["--resume", "--name", name, "--storage-path", storage])
+    else:
+        summary = run(["--config", args.config, "--space", space_file(name, row, args.out),
+                       "--num-samples", str(args.trials), "--search", "optuna",
+                       "--seed", str(args.seed), "--scheduler", args.scheduler,
+                       "--max-concurrent-trials", str(args.max_concurrent_trials),
+                       "--cpus-per-trial", str(args.cpus_per_trial),
+                       "--name", name, "--storage-path", storage, *extra])
+    if summary.best is None:
+        raise RuntimeError(f"no trial of {name} reported {METRIC} (see {exp})")
+
+
+def draw_points(space: dict, trials: int, seed: int) -> list[dict[str, Any]]:
+    """``trials`` distinct points of ``space`` (fewer only if it has fewer), each searched key
+    drawn by its Ray Tune domain's own sampler from one seeded ``RandomState``: the same points
+    on every run."""
+    from reelgraph.tune.space import plain
+
+    rng = np.random.RandomState(seed)
+    fixed = {k: p.args[0] for k, p in space.items() if not p.searched}
+    points: list[dict[str, Any]] = []
+    for _ in range(100 * trials):
+        point = {**fixed, **{k: plain(p.domain().sample(random_state=rng))
+                             for k, p in space.items() if p.searched}}
+        if point not in points:
+            points.append(point)
+        if len(points) == trials:
+            break
+    return points
+
+
+def draw_search(name: str, row: Row, args: argparse.Namespace, extra: list[str]) -> None:
+    """A training-free model (GF-CF): each drawn point built and validated by the fit parser's
+    model, data and Trainer; ``results.csv`` and ``best.yaml`` as reelgraph-tune writes them."""
+    from reelgraph.tune import export
+    from reelgraph.tune.space import apply, load_space
+    from reelgraph.tune.trial import TrialCLI
+
+    exp = os.path.join(args.out, "tune", name)
+    os.makedirs(exp, exist_ok=True)
+    space = load_space(space_file(name, row, args.out))
+    with open(args.config) as f:
+        cli_args = ["--config", f.read(), *extra]
+    trials = []
+    points = draw_points(space, args.trials, args.seed)
+    for i, values in enumerate(points):
+        trial_dir = os.path.join(exp, f"trial_{i:03d}")
+        cli = TrialCLI(apply(cli_args, values), logger=False, root_dir=trial_dir)
+        start = time.perf_counter()
+        (metrics,) = cli.trainer.validate(cli.model, datamodule=cli.datamodule, verbose=False)
+        log.info("%s point %d/%d %s: %s %.4f (%.1fs)", name, i + 1, len(points), values, METRIC,
+                 metrics[METRIC], time.perf_counter() - start)
+        trials.append({"trial_id": f"{i:03d}", "config": values, "error": False, "path": trial_dir,
+                       "history": pd.DataFrame({"epoch": [-1], METRIC: [metrics[METRIC]]})})
+    table = export.results_table(trials, space, METRIC)   # epoch -1: "epochs" 0, no training
+    export.write_table(table, exp)
+    best = next(t for t in trials if t["trial_id"] == table.iloc[0]["trial_id"])
+    export.best_yaml(cli_args, best["config"], os.path.join(exp, "best.yaml"),
+                     f"{name}: best of {len(points)} drawn points on {METRIC}")
+
+
+def recipe_values(path: str) -> dict[str, Any]:
+    """Dotted overrides of a fit YAML's model, optimiser and batch settings (not its data,
+    epochs or evaluation): ``model.model`` and its init_args, ``model.*`` but ``ks``/``auc``,
+    ``data.batch_size``, ``data.num_negatives``."""
+    import yaml
+
+    with open(path) as f:
+        cfg = yaml.safe_load(f)
+    model, data = dict(cfg["model"]), cfg.get("data") or {}
+    spec = model.pop("model")
+    values = {"model.model": spec["class_path"]}
+    values.update({f"model.model.init_args.{k}": v for k, v in (spec.get("init_args") or {}).items()})
+    values.update({f"model.{k}": v for k, v in model.items() if k not in ("ks", "auc")})
+    values.update({f"data.{k}": data[k] for k in ("batch_size", "num_negatives") if k in data})
+    return values
+
+
+def recipe_search(name: str, row: Row, args: argparse.Namespace, extra: list[str]) -> None:
+    """No search: ``--recipe``'s settings on the dataset's config become ``best.yaml``."""
+    from reelgraph.tune import export
+
+    exp = os.path.join(args.out, "tune", name)
+    os.makedirs(exp, exist_ok=True)
+    with open(args.config) as f:
+        cli_args = ["--config", f.read(), *extra]
+    export.best_yaml(cli_args, recipe_values(args.recipe), os.path.join(exp, "best.yaml"),
+                     f"{name}: {os.path.relpath(args.recipe, ROOT)}'s settings, not searched")
+
+
+def search_outcome(exp: str) -> tuple[int, float | None, dict[str, Any]]:
+    """``(trials, best validation metric, best values)`` from a search's ``results.csv``;
+    ``(0, None, {})`` when there is none (the published recipe)."""
+    path = os.path.join(exp, "results.csv")
+    if not os.path.isfile(path):
+        return 0, None, {}
+    table = pd.read_csv(path)
+    best = table.iloc[0]
+    skip = {"trial_id", "epochs", "status", "trial_dir"}
+    values = {k: (v.item() if hasattr(v, "item") else v) for k, v in best.items()
+              if k not in skip and not k.startswith(("best_", "last_"))}
+    return len(table), float(best[f"best_{METRIC}"]), values
+
+
+# -- retrain and test: `reelgraph fit --config best.yaml` ----------------------------------------
+def retrain(best_yaml: str, root: str) -> dict[str, Any]:
+    """``reelgraph fit --config best.yaml`` in this process (fit, then the best checkpoint
+    tested, the CLI's table printed); its test metrics, the fit's wall seconds, epochs run and
+    best validation metric."""
+    import torch
+
+    from reelgraph.lightning_modules.callbacks import EpochSummary
+    from reelgraph.lightning_modules.cli import MONITOR, TRAINER_DEFAULTS, ReelGraphCLI
+    from reelgraph.lightning_modules.datamodule import RecDataModule
+    from reelgraph.lightning_modules.module import RecModule
+
+    class TimedCLI(ReelGraphCLI):
+        """``reelgraph fit`` that keeps the fit's wall time and validation metric."""
+
+        def fit(self, model, datamodule, ckpt_path=None, **kwargs) -> None:
+            start = time.perf_counter()
+            super().fit(model, datamodule, ckpt_path, **kwargs)
+            self.fit_seconds = time.perf_counter() - start
+            best = self.trainer.checkpoint_callback.best_model_score   # None: training-free
+            self.val = float(best if best is not None else self.trainer.callback_metrics[MONITOR])
+
+    shutil.rmtree(root, ignore_errors=True)   # an interrupted retrain starts again
+    cli = TimedCLI(RecModule, RecDataModule, seed_everything_default=0,
+                   args=["fit", "--config", best_yaml, f"--trainer.default_root_dir={root}"],
+                   trainer_defaults={**TRAINER_DEFAULTS, "callbacks": [EpochSummary()]},
+                   save_config_kwargs={"overwrite": True}, parser_kwargs={"exit_on_error": False})
+    m = cli.trainer.callback_metrics
+    training_free = cli.model.config.training_free
+    return {"test_recall@20": float(m["test/recall@20"]), "test_ndcg@20": float(m["test/ndcg@20"]),
+            "train_seconds": round(cli.fit_seconds, 1), "retrain_val_recall@20": cli.val,
+            "epochs": 0 if training_free else int(cli.trainer.current_epoch),
+            "threads": torch.get_num_threads()}
+
+
+def table_row(name: str, args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
+    """Search (unless its best.yaml exists), retrain, test: the model's JSONL row."""
+    row, exp = MODELS[name], os.path.join(args.out, "tune", name)
+    best_yaml = os.path.join(exp, "best.yaml")
+    start = time.perf_counter()
+    if not os.path.isfile(best_yaml):
+        {"tune": tune_search, "draw": draw_search, "recipe": recipe_search}[row.how](
+            name, row, args, extra)
+    search_seconds = time.perf_counter() - start
+    trials, val, values = search_outcome(exp)
+    if row.how == "recipe":   # its settings, as the searched rows show their best values
+        values = {k: v for k, v in recipe_values(args.recipe).items() if k != "model.model"}
+    result = retrain(best_yaml, os.path.join(args.out, "fit", name))
+    return {"model": name, "trials": trials,
+            "val_recall@20": val if val is not None else result["retrain_val_recall@20"],
+            **result, "search_seconds": round(search_seconds, 1), "params": values,
+            "fixed": row.fixed, "best_yaml": os.path.relpath(best_yaml, args.out),
+            "config": args.config, "overrides": extra,
+            "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+
+
+# -- the table ---------------------------------------------------------------------------------
+def fmt_params(row: dict[str, Any]) -> str:
+    """``lr=0.00379, embedding_dim=32, ...``: the best (or fixed) values by their last key part."""
+    values = {**row.get("params", {}), **row.get("fixed", {})}
+    short = {k.rsplit(".", 1)[-1]: v for k, v in values.items() if k != "model.model"}
+    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                     for k, v in short.items())
+
+
+def markdown(rows: dict[str, dict[str, Any]]) -> str:
+    """The Markdown table, models in :data:`MODELS` order; ``/ GF-CF`` and ``/ LightGCN``
+    columns (test Recall@20 ratios) when those rows exist."""
+    refs = [(label, rows[m]["test_recall@20"]) for label, m in (("GF-CF", "gfcf"),
+                                                                  ("LightGCN", "lightgcn"))
+            if m in rows and rows[m]["test_recall@20"] > 0]
+    head = ["model", "trials", "val R@20", "test R@20", "test N@20", "train s", "epochs",
+            *(f"R@20 / {label}" for label, _ in refs), "best hyper-parameters"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    order = [m for m in MODELS if m in rows] + [m for m in rows if m not in MODELS]
+    for m in order:
+        r = rows[m]
+        cells = [m, str(r["trials"]) if r["trials"] else "– (fixed)", f"{r['val_recall@20']:.4f}",
+                 f"{r['test_recall@20']:.4f}", f"{r['test_ndcg@20']:.4f}",
+                 f"{r['train_seconds']:.1f}", str(r["epochs"]) if r["epochs"] else "– (no epochs)",
+                 *(f"{r['test_recall@20'] / ref:.3f}" for _, ref in refs), fmt_params(r)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def print_row(row: dict[str, Any]) -> None:
+    print(f"\n[model_table] {row['model']}: trials {row['trials']}, val R@20 "
+          f"{row['val_recall@20']:.4f}, test R@20 {row['test_recall@20']:.4f}, N@20 "
+          f"{row['test_ndcg@20']:.4f}, train {row['train_seconds']:.1f}s ({row['epochs']} epochs), "
+          f"search {row['search_seconds']:.1f}s; {fmt_params(row)}", flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args, rest = parse_args(argv)
+    path = os.path.join(args.out, RESULTS)
+    if args.report:
+        print(markdown(load_rows(path)))
+        return 0
+    os.makedirs(args.out, exist_ok=True)
+    extra, failed, ray_started = overrides(args, rest), [], False
+    for name in args.models:
+        done = load_rows(path).get(name)
+        if done:
+            print(f"[model_table] {name}: in {path} already, skipped", flush=True)
+            if done["overrides"] != extra or done["config"] != args.config:
+                log.warning("%s's row was made with --config %s %s, not this run's", name,
+                            done["config"], " ".join(done["overrides"]))
+            continue
+        if MODELS[name].how == "tune" and not ray_started:
+            from reelgraph.tune.search import start_ray
+
+            ray_started = start_ray(None, None)
+        try:
+            row = table_row(name, args, extra)
+        except (Exception, SystemExit) as e:   # one model's failure does not stop the table
+            log.error("%s failed: %s: %s", name, type(e).__name__, e)
+            failed.append(name)
+            continue
+        append_row(path, row)
+        print_row(row)
+    if ray_started:
+        import ray
+
+        ray.shutdown()
+    print(f"\n{path}\n" + markdown(load_rows(path)))
+    if failed:
+        print(f"failed (not in the JSONL; a rerun retries them): {', '.join(failed)}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
