@@ -2,8 +2,10 @@
 
 Prints sampled edges (or visits, pairs, negatives) per second for each sampler on each device,
 the process's peak memory, how the per-batch time changes when the graph grows 10x with the
-batch fixed, and the speed-up over a naive per-node Python loop. pyg-lib / torch-sparse are
-not installable here, so PyG's C++ sampler is not compared.
+batch fixed, the speed-up over a naive per-node Python loop, and the current neighbour sampler
+against the one before issue 18 (``neighbor_reference.py``) in this process, on this graph and
+on a uniform random one of the same size.
+pyg-lib / torch-sparse are not installable here, so PyG's C++ sampler is not compared.
 
     python benchmarks/sampling.py --num-nodes 200000 --avg-degree 10
 """
@@ -18,6 +20,7 @@ import time
 
 import torch
 
+import neighbor_reference  # benchmarks/: the pre-issue-18 sampler, for the side-by-side
 from reelgraph.graph import edge_keys, to_csr, transpose_csr
 from reelgraph.samplers import (cumulative_weights, metapath_walks, neighbor_sample,
                                 pinsage_neighbors, popularity_cdf, popularity_negatives)
@@ -169,6 +172,47 @@ def bench_naive(args) -> None:
     print(f"  speed-up vectorised / naive (excluding .tolist()) = {(naive - to_list) / vec:.1f}x")
 
 
+def uniform_csr(n: int, avg_degree: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A uniform random graph (both ends of each edge uniform over ``n`` nodes), the shape of
+    PyG's published sampler figures."""
+    g = torch.Generator().manual_seed(seed)
+    m = int(n * avg_degree)
+    rowptr, col, _ = to_csr(torch.randint(n, (m,), generator=g),
+                            torch.randint(n, (m,), generator=g), n)
+    return rowptr, col
+
+
+def bench_old_vs_new(args) -> None:
+    """Pre-issue-18 vs current ``neighbor_sample`` on the same CPU graphs and seeds, in one
+    process: blocks of ``--repeats`` calls, old then new, twice (so load on the machine hits
+    both alike), each block after one warm-up call; the median per-call rate of each."""
+    fanouts = [int(f) for f in args.fanouts.split(",")]
+    n = args.num_nodes
+    g = torch.Generator().manual_seed(args.seed)
+    seeds = torch.randperm(n, generator=g)[:args.batch_size]
+    power = power_law_csr(n, n, args.avg_degree, args.seed, torch.device("cpu"))
+    cum = cumulative_weights(torch.rand(power[1].numel(), generator=g))
+    cases = [("power-law", power, "without replacement", {}),
+             ("power-law", power, "with replacement", {"replace": True}),
+             ("power-law", power, "weighted", {"cum_weight": cum}),
+             ("uniform", uniform_csr(n, args.avg_degree, args.seed), "without replacement", {})]
+    impls = {"old": neighbor_reference.neighbor_sample, "new": neighbor_sample}
+    for graph, (rowptr, col), name, kw in cases:
+        rates: dict[str, list[float]] = {"old": [], "new": []}
+        for _ in range(2):
+            for impl, fn in impls.items():
+                gen = torch.Generator().manual_seed(args.seed)
+                for r in range(args.repeats + 1):
+                    start = time.perf_counter()
+                    out = fn(rowptr, col, seeds, fanouts=fanouts, generator=gen, **kw)
+                    if r:  # the first call of a block warms up
+                        rates[impl].append(out.edge.numel() / (time.perf_counter() - start))
+        old, new = (sorted(rates[i])[len(rates[i]) // 2] for i in ("old", "new"))
+        print(f"  {graph:<9} {name:<20} {out.edge.numel():>8,} edges   old "
+              f"{old / 1e6:6.2f}M edges/s   new {new / 1e6:6.2f}M edges/s   "
+              f"new / old {new / old:5.2f}x")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--num-nodes", type=int, default=200_000)
@@ -181,6 +225,8 @@ def main() -> None:
                    help="torch CPU threads (0: torch's default); on a loaded shared machine 1 "
                         "avoids intra-op spin-waiting, which can slow indexing ops 100x")
     p.add_argument("--skip-scaling", action="store_true", help="skip the 10x-graph run")
+    p.add_argument("--skip-old", action="store_true",
+                   help="skip the side-by-side with the pre-issue-18 neighbour sampler")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -198,6 +244,10 @@ def main() -> None:
             bench_scaling(args, device)
     print("[cpu] vectorised vs naive per-node loop (same graph, batch, fan-outs):")
     bench_naive(args)
+    if not args.skip_old:
+        print(f"[cpu] neighbour sampler before / after issue 18 ({torch.get_num_threads()} "
+              "threads, median of 2 x --repeats calls each):")
+        bench_old_vs_new(args)
 
 
 if __name__ == "__main__":

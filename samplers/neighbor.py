@@ -2,8 +2,9 @@
 
 Every function is a vectorised tensor program: loops run over hops and fan-out positions,
 never over nodes or edges, and each hop touches only the frontier's rows, so the cost of a
-batch grows with the batch, not with ``|E|``. Pass a ``torch.Generator`` on the tensors' device
-for reproducible draws; CPU and CUDA share the same code.
+batch grows with the batch, not with ``|E|``. Relabelling to local ids scatters into a
+node → local-id table (:mod:`reelgraph.samplers.relabel`). Pass a ``torch.Generator`` on the
+tensors' device for reproducible draws; CPU and CUDA share the same code.
 
 Orientation: a CSR row is the node whose neighbourhood is sampled, its ``col`` entries are the
 neighbours. In an output, ``node[row[e]]`` is that CSR row and ``node[col[e]]`` the sampled
@@ -18,6 +19,7 @@ import torch
 from torch import Tensor
 
 from reelgraph.graph import contains_edges, row_slots
+from reelgraph.samplers.relabel import FREE, relabel, scratch_guard, scratch_table
 
 EdgeType = tuple[str, str, str]
 
@@ -63,15 +65,16 @@ def _rand(shape: tuple[int, ...], device: torch.device, generator: torch.Generat
 
 def _floyd_offsets(deg: Tensor, k: int, generator: torch.Generator | None) -> Tensor:
     """``k`` distinct offsets in ``[0, deg)`` per row (all ``deg > k``), by Robert Floyd's
-    algorithm vectorised over rows: ``O(rows * k^2)``, independent of the degrees."""
-    out = torch.empty(deg.numel(), k, dtype=torch.long, device=deg.device)  # [S, k]
-    for j in range(k):
-        upper = deg - k + j  # [S] draw t in [0, upper]; if taken already, take upper itself
-        t = (_rand((deg.numel(),), deg.device, generator) * (upper + 1)).long()
-        t = torch.minimum(t, upper)
-        taken = (out[:, :j] == t.unsqueeze(1)).any(1)
-        out[:, j] = torch.where(taken, upper, t)
-    return out
+    algorithm vectorised over rows: ``O(rows * k^2)``, independent of the degrees. All draws
+    are made up front (the same stream as one ``[rows]`` draw per position)."""
+    upper = deg.unsqueeze(0) - k + torch.arange(k, device=deg.device).unsqueeze(1)  # [k, S]
+    t = (_rand(tuple(upper.shape), deg.device, generator) * (upper + 1)).long()
+    t = torch.minimum(t, upper)  # [k, S] draw t in [0, upper]; if taken already, take upper
+    out = t.clone()  # [k, S]; position j keeps its draw unless an earlier one took it
+    for j in range(1, k):
+        taken = (out[:j] == t[j]).amax(0)  # [S] (bool amax: ~2x faster than any(0) here)
+        torch.where(taken, upper[j], t[j], out=out[j])
+    return out.T  # [S, k]
 
 
 def sample_uniform(rowptr: Tensor, seeds: Tensor, k: int, *, replace: bool = False,
@@ -87,9 +90,11 @@ def sample_uniform(rowptr: Tensor, seeds: Tensor, k: int, *, replace: bool = Fal
         generator (torch.Generator, optional): on ``rowptr.device``.
 
     Returns:
-        ``(pos [M], slot [M])``: the position in ``seeds`` and the CSR slot of each draw.
+        ``(pos [M], slot [M])``: the position in ``seeds`` and the CSR slot of each draw,
+        grouped by seed in the order of ``seeds`` (``pos`` is non-decreasing).
     """
-    start, deg = rowptr[seeds], rowptr[seeds + 1] - rowptr[seeds]
+    start = rowptr.index_select(0, seeds)  # [S]
+    deg = rowptr.index_select(0, seeds + 1) - start  # [S]
     if k < 0:
         return row_slots(start, deg)
     if replace:
@@ -97,12 +102,16 @@ def sample_uniform(rowptr: Tensor, seeds: Tensor, k: int, *, replace: bool = Fal
         off = (_rand((pos.numel(), k), deg.device, generator) * deg[pos].unsqueeze(1)).long()
         off = torch.minimum(off, deg[pos].unsqueeze(1) - 1)
         return pos.repeat_interleave(k), (start[pos].unsqueeze(1) + off).flatten()
-    small = torch.nonzero(deg <= k).flatten()
-    big = torch.nonzero(deg > k).flatten()
-    pos_s, slot_s = row_slots(start[small], deg[small])
-    off = _floyd_offsets(deg[big], k, generator)  # [len(big), k]
-    return (torch.cat([small[pos_s], big.repeat_interleave(k)]),
-            torch.cat([slot_s, (start[big].unsqueeze(1) + off).flatten()]))
+    count = deg.clamp(max=k)  # [S] draws per row
+    first = torch.cumsum(count, 0) - count  # [S] each row's first draw in the output
+    pos = torch.repeat_interleave(count)  # [M]
+    slot = (start - first).index_select(0, pos) \
+        + torch.arange(pos.numel(), device=deg.device)  # [M] the first min(deg, k) slots
+    big = torch.nonzero(deg > k).flatten()  # [B] rows with more than k: Floyd's k instead
+    off = _floyd_offsets(deg[big], k, generator)  # [B, k]
+    at = first[big].unsqueeze(1) + torch.arange(k, device=deg.device)  # [B, k] their draws
+    slot.scatter_(0, at.flatten(), (start[big].unsqueeze(1) + off).flatten())
+    return pos, slot
 
 
 def sampled_mean(rowptr: Tensor, col: Tensor, rows: Tensor, k: int, *,
@@ -128,10 +137,16 @@ def sample_weighted(rowptr: Tensor, cum_weight: Tensor, seeds: Tensor, k: int, *
     """One hop of weighted sampling with replacement: ``k`` draws per row, each neighbour with
     probability ``weight / row total``, by inverse CDF (``searchsorted`` into ``cum_weight``).
     Rows whose weights sum to zero draw nothing. Returns ``(pos [M], slot [M])``."""
-    start, end = rowptr[seeds], rowptr[seeds + 1]
-    zero = torch.zeros(1, dtype=cum_weight.dtype, device=cum_weight.device)
-    excl = torch.cat([zero, cum_weight])  # [E + 1] exclusive prefix sums
-    base, total = excl[start], excl[end] - excl[start]
+    if cum_weight.numel() == 0:  # no edges, nothing to draw
+        return seeds[:0].long(), seeds[:0].long()
+    start, end = rowptr.index_select(0, seeds), rowptr.index_select(0, seeds + 1)
+
+    def before(slot: Tensor) -> Tensor:  # [S] the weight of all slots before ``slot``
+        prev = cum_weight.index_select(0, (slot - 1).clamp(min=0))
+        return torch.where(slot > 0, prev, torch.zeros_like(prev))
+
+    base = before(start)
+    total = before(end) - base  # [S]
     pos = torch.nonzero(total > 0).flatten()
     u = base[pos].unsqueeze(1) + _rand((pos.numel(), k), seeds.device, generator) \
         * total[pos].unsqueeze(1)  # [S', k]
@@ -164,29 +179,6 @@ def sample_weighted_without_replacement(rowptr: Tensor, weight: Tensor, seeds: T
     return pos[keep], slot[keep]
 
 
-class _NodeMap:
-    """Global → local ids of one node type, as sorted arrays (no ``num_nodes``-sized table)."""
-
-    def __init__(self, seeds: Tensor):
-        self.ids, order = torch.sort(seeds)
-        self.local = order
-        self.count = seeds.numel()
-
-    def add(self, cand: Tensor) -> tuple[Tensor, Tensor]:
-        """Local ids of ``cand [M]``, adding unseen ones; returns ``(local [M], new ids)``."""
-        pos = torch.searchsorted(self.ids, cand).clamp_(max=max(self.ids.numel() - 1, 0))
-        found = self.ids[pos] == cand if self.ids.numel() else torch.zeros_like(cand, dtype=bool)
-        new = torch.unique(cand[~found])  # sorted
-        local = torch.empty_like(cand)
-        local[found] = self.local[pos[found]]
-        local[~found] = self.count + torch.searchsorted(new, cand[~found])
-        ids = torch.cat([self.ids, new])
-        loc = torch.cat([self.local, self.count + torch.arange(new.numel(), device=cand.device)])
-        self.ids, order = torch.sort(ids)
-        self.local, self.count = loc[order], self.count + new.numel()
-        return local, new
-
-
 def _one_hop(rowptr: Tensor, seeds: Tensor, k: int, replace: bool, cum_weight: Tensor | None,
              generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
     if cum_weight is None:
@@ -209,6 +201,10 @@ def neighbor_sample(rowptr: Tensor, col: Tensor, seeds: Tensor, *, fanouts: list
                     generator: torch.Generator | None = None) -> NeighborOutput:
     """Multi-hop neighbour sampling on one CSR, relabelled into a compact subgraph.
 
+    Each hop's new nodes come in order of first appearance among that hop's draws. Relabelling
+    goes through a ``[num_nodes]`` int32 scratch table kept per thread
+    (:func:`~reelgraph.samplers.relabel.relabel`), so a batch costs ``O(batch)`` after the first.
+
     Args:
         rowptr, col (Tensor): the CSR (rows and columns index the same node set).
         seeds (Tensor): ``[S]`` unique seed nodes.
@@ -222,24 +218,31 @@ def neighbor_sample(rowptr: Tensor, col: Tensor, seeds: Tensor, *, fanouts: list
         generator (torch.Generator, optional): on ``rowptr.device``.
     """
     exclude = None if exclude_keys is None else (exclude_keys, rowptr.numel() - 1)
-    nmap, frontier = _NodeMap(seeds), seeds
-    frontier_local = torch.arange(seeds.numel(), device=seeds.device)
+    with scratch_guard():
+        table = scratch_table(col.device, None, rowptr.numel() - 1)
+        out = _sample_hops(table, rowptr, col, seeds.long(), fanouts, replace, cum_weight,
+                           exclude, generator)
+        table.index_fill_(0, out.node, FREE)  # leave the scratch as found
+    return out
+
+
+def _sample_hops(table: Tensor, rowptr: Tensor, col: Tensor, seeds: Tensor, fanouts: list[int],
+                 replace: bool, cum_weight: Tensor | None, exclude: tuple[Tensor, int] | None,
+                 generator: torch.Generator | None) -> NeighborOutput:
+    count, frontier = seeds.numel(), seeds
+    table.scatter_(0, seeds, torch.arange(count, dtype=table.dtype, device=seeds.device))
     nodes, rows, cols, edges = [seeds], [], [], []
-    nsn, nse = [seeds.numel()], []
     for k in fanouts:
         pos, slot = _one_hop(rowptr, frontier, k, replace, cum_weight, generator)
         pos, slot = _drop_excluded(pos, slot, frontier, col, exclude)
-        local, new = nmap.add(col[slot])
-        rows.append(frontier_local[pos])
+        local, new = relabel(table, col.index_select(0, slot).long(), count)
+        rows.append(pos + (count - frontier.numel()))  # the frontier is the last ids added
         cols.append(local)
         edges.append(slot)
-        frontier_local = torch.arange(nmap.count - new.numel(), nmap.count, device=seeds.device)
-        frontier = new
         nodes.append(new)
-        nsn.append(new.numel())
-        nse.append(slot.numel())
+        count, frontier = count + new.numel(), new
     return NeighborOutput(torch.cat(nodes), torch.cat(rows), torch.cat(cols), torch.cat(edges),
-                          nsn, nse)
+                          [n.numel() for n in nodes], [e.numel() for e in edges])
 
 
 def hetero_neighbor_sample(csr: dict[EdgeType, tuple[Tensor, Tensor]],
@@ -263,45 +266,52 @@ def hetero_neighbor_sample(csr: dict[EdgeType, tuple[Tensor, Tensor]],
     if any(len(f) != num_hops for f in fanouts.values()):
         raise ValueError(f"hetero_neighbor_sample: fan-out lists differ in length: {fanouts}")
     csr = {et: v for et, v in csr.items() if et in fanouts}
-    empty = next(iter(seeds.values()))[:0]
-    seeds = {**{t: empty for et in csr for t in (et[0], et[2])}, **seeds}
-    nmap = {t: _NodeMap(s) for t, s in seeds.items()}
-    frontier = {t: (s, torch.arange(s.numel(), device=s.device)) for t, s in seeds.items()}
-    nodes = {t: [s] for t, s in seeds.items()}
-    nsn = {t: [s.numel()] for t, s in seeds.items()}
-    rows, cols, edges = ({et: [] for et in csr} for _ in range(3))
-    for hop in range(num_hops):
-        added: dict[str, list[Tensor]] = {}
-        for et, (rowptr, col) in csr.items():
-            src, src_local = frontier[et[0]]
-            pos, slot = sample_uniform(rowptr, src, fanouts[et][hop], replace=replace,
-                                       generator=generator)
-            pos, slot = _drop_excluded(pos, slot, src, col, (exclude or {}).get(et))
-            local, new = nmap[et[2]].add(col[slot])
-            rows[et].append(src_local[pos])
-            cols[et].append(local)
-            edges[et].append(slot)
-            added.setdefault(et[2], []).append(new)
-        frontier = _next_frontier(added, nmap, nodes, nsn)
+    empty = next(iter(seeds.values()))[:0].long()
+    seeds = {**{t: empty for et in csr for t in (et[0], et[2])},
+             **{t: s.long() for t, s in seeds.items()}}
     device = next(iter(csr.values()))[0].device
-    return _hetero_output(nodes, rows, cols, edges, nsn, device)
+    with scratch_guard():
+        nodes = {t: [s] for t, s in seeds.items()}
+        for t, s in seeds.items():
+            table = scratch_table(device, t, int(s.max()) + 1 if s.numel() else 0)
+            table.scatter_(0, s, torch.arange(s.numel(), dtype=table.dtype, device=device))
+        rows, cols, edges = ({et: [] for et in csr} for _ in range(3))
+        for hop in range(num_hops):
+            added = _hetero_hop(csr, nodes, hop, fanouts, replace, exclude or {}, generator,
+                                rows, cols, edges)
+            for t in nodes:
+                nodes[t].append(torch.cat(added[t]) if t in added else empty)
+        for t, parts in nodes.items():  # leave the scratch as found
+            scratch_table(device, t, 0).index_fill_(0, torch.cat(parts), FREE)
+    return _hetero_output(nodes, rows, cols, edges, device)
 
 
-def _next_frontier(added: dict[str, list[Tensor]], nmap: dict[str, _NodeMap],
-                   nodes: dict[str, list[Tensor]], nsn: dict[str, list[int]]
-                   ) -> dict[str, tuple[Tensor, Tensor]]:
-    frontier = {}
-    for t, m in nmap.items():
-        new = torch.cat(added[t]) if t in added else m.ids[:0]
-        nodes[t].append(new)
-        nsn[t].append(new.numel())
-        local = torch.arange(m.count - new.numel(), m.count, device=new.device)
-        frontier[t] = (new, local)
-    return frontier
+def _hetero_hop(csr: dict[EdgeType, tuple[Tensor, Tensor]], nodes: dict[str, list[Tensor]],
+                hop: int, fanouts: dict[EdgeType, list[int]], replace: bool,
+                exclude: dict[EdgeType, tuple[Tensor, int]], generator: torch.Generator | None,
+                rows: dict, cols: dict, edges: dict) -> dict[str, list[Tensor]]:
+    """Samples hop ``hop`` of every relation from the nodes added at the previous hop,
+    appending to ``rows``, ``cols`` and ``edges``; returns the new nodes per type."""
+    count = {t: sum(p.numel() for p in parts) for t, parts in nodes.items()}
+    added: dict[str, list[Tensor]] = {}
+    for et, (rowptr, col) in csr.items():
+        src = nodes[et[0]][-1]  # the frontier: the last ids labelled before this hop
+        pos, slot = sample_uniform(rowptr, src, fanouts[et][hop], replace=replace,
+                                   generator=generator)
+        pos, slot = _drop_excluded(pos, slot, src, col, exclude.get(et))
+        ids = col.index_select(0, slot).long()
+        table = scratch_table(rowptr.device, et[2], int(ids.max()) + 1 if ids.numel() else 0)
+        local, new = relabel(table, ids, count[et[2]])
+        count[et[2]] += new.numel()
+        rows[et].append(pos + sum(p.numel() for p in nodes[et[0]][:-1]))
+        cols[et].append(local)
+        edges[et].append(slot)
+        added.setdefault(et[2], []).append(new)
+    return added
 
 
-def _hetero_output(nodes, rows, cols, edges, nsn, device: torch.device
-                   ) -> HeteroNeighborOutput:
+def _hetero_output(nodes: dict[str, list[Tensor]], rows: dict, cols: dict, edges: dict,
+                   device: torch.device) -> HeteroNeighborOutput:
     def cat(parts: list[Tensor]) -> Tensor:
         return torch.cat(parts) if parts else torch.empty(0, dtype=torch.long, device=device)
     return HeteroNeighborOutput(
@@ -309,5 +319,5 @@ def _hetero_output(nodes, rows, cols, edges, nsn, device: torch.device
         row={et: cat(v) for et, v in rows.items()},
         col={et: cat(v) for et, v in cols.items()},
         edge={et: cat(v) for et, v in edges.items()},
-        num_sampled_nodes=nsn,
+        num_sampled_nodes={t: [p.numel() for p in v] for t, v in nodes.items()},
         num_sampled_edges={et: [e.numel() for e in v] for et, v in edges.items()})

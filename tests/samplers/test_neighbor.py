@@ -6,9 +6,11 @@ import pytest
 import torch
 
 from reelgraph.graph import csr_rows, edge_keys
+from reelgraph.samplers import relabel as rl
 from reelgraph.samplers.neighbor import (cumulative_weights, hetero_neighbor_sample,
                                          neighbor_sample, sample_uniform, sample_weighted,
                                          sample_weighted_without_replacement)
+from reelgraph.samplers.relabel import FREE, relabel
 
 MODES = ["without", "with", "weighted"]
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -148,3 +150,82 @@ def test_hetero_edges_exist_relabel_and_fanout(gseed, device, make_csr, real_edg
     deg = (uv_ptr[1:] - uv_ptr[:-1])[seeds["user"]].clamp(max=3)
     assert torch.equal(torch.bincount(hop1, minlength=deg.numel()), deg)
     assert out.num_sampled_edges[("creator", "made", "item")][0] == 0  # no creator seeds
+    for t in out.node:  # the per-type scratch tables are left free
+        assert bool((rl._scratch.tables[(uv_ptr.device, t)] == FREE).all())
+
+
+def _first_appearance(ids: torch.Tensor) -> torch.Tensor:
+    """Distinct ``ids`` in order of first appearance, via ``torch.unique``."""
+    uniq, inv = torch.unique(ids, return_inverse=True)
+    first = torch.full((uniq.numel(),), ids.numel()).scatter_reduce(
+        0, inv, torch.arange(ids.numel()), reduce="amin")
+    return uniq[torch.argsort(first)]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_relabel_matches_unique(seed):
+    g = torch.Generator().manual_seed(seed)
+    n = int(torch.randint(1, 500, (1,), generator=g))
+    known = torch.randperm(n, generator=g)[:int(torch.randint(0, n, (1,), generator=g))]
+    table = torch.full((n + 7,), FREE, dtype=torch.int32)
+    table[known] = torch.arange(known.numel(), dtype=torch.int32)
+    for _ in range(3):  # later calls see the ids labelled by earlier ones
+        ids = torch.randint(n, (int(torch.randint(0, 3 * n, (1,), generator=g)),), generator=g)
+        count = known.numel()
+        local, new = relabel(table, ids, count)
+        assert torch.equal(new, _first_appearance(ids[~torch.isin(ids, known)]))
+        known = torch.cat([known, new])
+        assert local.dtype == torch.long and torch.equal(known[local], ids)
+        assert torch.equal(table[known], torch.arange(known.numel(), dtype=torch.int32))
+        free = torch.ones(n + 7, dtype=torch.bool)
+        free[known] = False
+        assert bool((table[free] == FREE).all())
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_hop_nodes_in_first_appearance_order_and_scratch_left_clean(graph, mode):
+    rowptr, col, n = graph
+    out = _sample(rowptr, col, _seeds(n), mode, [3, 2, 2])
+    node_end = torch.tensor(out.num_sampled_nodes).cumsum(0).tolist()
+    edge_end = torch.tensor([0] + out.num_sampled_edges).cumsum(0).tolist()
+    for hop in range(3):
+        cols = out.node[out.col[edge_end[hop]:edge_end[hop + 1]]]
+        seen = out.node[:node_end[hop]]
+        want = _first_appearance(cols[~torch.isin(cols, seen)])
+        assert torch.equal(out.node[node_end[hop]:node_end[hop + 1]], want)
+    assert bool((rl._scratch.tables[(rowptr.device, None)][:n] == FREE).all())
+
+
+def test_scratch_table_is_dropped_when_sampling_fails(graph):
+    rowptr, col, n = graph
+    neighbor_sample(rowptr, col, _seeds(n), fanouts=[2])
+    before = rl._scratch.tables[(rowptr.device, None)]
+    with pytest.raises(TypeError):  # fails in hop 2, after hop 1 labelled nodes in the table
+        neighbor_sample(rowptr, col, _seeds(n), fanouts=[2, None])
+    assert rl._scratch.__dict__.get("tables") is None
+    out = neighbor_sample(rowptr, col, _seeds(n), fanouts=[2, 2])
+    assert rl._scratch.tables[(rowptr.device, None)] is not before
+    assert out.node.unique().numel() == out.node.numel()
+    assert bool((rl._scratch.tables[(rowptr.device, None)][:n] == FREE).all())
+
+
+@pytest.mark.parametrize("replace", [False, True])
+@pytest.mark.parametrize("k", [1, 3, -1])
+def test_draws_are_grouped_by_seed_in_seed_order(graph, k, replace):
+    rowptr, _, n = graph
+    seeds = torch.randperm(n, generator=torch.Generator().manual_seed(2))
+    pos, slot = sample_uniform(rowptr, seeds, k, replace=replace and k > 0,
+                               generator=torch.Generator().manual_seed(0))
+    assert bool((pos[1:] >= pos[:-1]).all())
+    assert bool(((rowptr[seeds[pos]] <= slot) & (slot < rowptr[seeds[pos] + 1])).all())
+
+
+def test_sampling_in_and_out_of_inference_mode(graph):
+    rowptr, col, n = graph
+    rl._scratch.__dict__.pop("tables", None)  # the table is made inside inference mode
+    with torch.inference_mode():
+        a = neighbor_sample(rowptr, col, _seeds(n), fanouts=[2, 2],
+                            generator=torch.Generator().manual_seed(0))
+    b = neighbor_sample(rowptr, col, _seeds(n), fanouts=[2, 2],
+                        generator=torch.Generator().manual_seed(0))
+    assert all(torch.equal(getattr(a, f), getattr(b, f)) for f in ("node", "row", "col", "edge"))
