@@ -3,8 +3,9 @@
 * :func:`pinsage_neighbors`: random walks with restart on a bipartite graph
   (item → user → item → ...); the ``num_neighbors`` most visited items are a seed item's
   neighbourhood, weighted by normalised visit counts.
-* :func:`tightness_neighbors`: neighbours drawn in proportion to relationship tightness,
-  either the interaction strength (edge weight) or the number of shared neighbours.
+* :func:`tightness_neighbors`: neighbours drawn by relationship tightness (the interaction
+  strength, an edge weight, or the number of shared neighbours), normalised by a softmax (eq. 3
+  of the importance-sampling GNN for micro-videos) or in proportion.
 * :func:`ppr_hard_negatives`: PinSage's hard negatives (§3.3): items drawn from a rank window
   of a user's personalised-PageRank ranking, estimated by the visit counts of random walks with
   restart from the user (:func:`user_item_visits`), train positives never.
@@ -241,42 +242,81 @@ def tightness_neighbors(rowptr: Tensor, col: Tensor, seeds: Tensor, num_neighbor
                         importance: Literal["weight", "shared"] = "weight",
                         edge_weight: Tensor | None = None, sorted_keys: Tensor | None = None,
                         smoothing: float = 1.0,
+                        normalize: Literal["softmax", "proportional"] = "softmax",
+                        temperature: float = 1.0,
                         generator: torch.Generator | None = None) -> ImportanceOutput:
-    """``num_neighbors`` draws (with replacement) per seed, each neighbour drawn in proportion
-    to its tightness with the seed.
+    """``num_neighbors`` draws (with replacement) per seed, each neighbour ``n`` of seed ``v``
+    drawn with probability ``g(r_vn)``, a normalisation of its relationship tightness ``r_vn``.
+
+    ``normalize="softmax"`` (the default) is eq. 3 of the importance-sampling GNN for
+    micro-video recommendation: ``g(r_vn) = exp(r_vn / T) / sum_{m in N(v)} exp(r_vm / T)``
+    (``temperature`` ``T``; the paper's is 1); ``"proportional"`` is ``r_vn / sum_m r_vm`` (the
+    former behaviour; tightness must be ``>= 0``). With ``num_neighbors=-1`` nothing is drawn:
+    every neighbour comes once with its weight ``g(r_vn)``, so summing ``weight * x_n`` per seed
+    is eq. 2 exactly; the mean over ``k`` draws is an unbiased estimate of it.
 
     Args:
         rowptr, col (Tensor): the CSR.
         seeds (Tensor): ``[S]`` seed rows.
-        num_neighbors (int): draws per seed with at least one tight neighbour.
-        importance (str): ``"weight"``: interaction strength ``edge_weight`` (CSR order);
-            ``"shared"``: ``shared neighbours + smoothing`` (rows and cols one node set,
-            ``sorted_keys`` required).
-        smoothing (float): added to shared counts so neighbours with none stay possible.
+        num_neighbors (int): draws per seed with at least one neighbour (``-1``: every
+            neighbour once, no draw).
+        importance (str): ``"weight"``: the strength ``edge_weight`` (CSR order, e.g. a rating
+            or a count of shared neighbours kept as an edge weight); ``"shared"``: ``shared
+            neighbours + smoothing`` (rows and cols one node set, ``sorted_keys`` required).
+        smoothing (float): added to shared counts so neighbours with none stay possible
+            (``proportional`` only: a softmax is unchanged by a shift).
+        normalize (str): ``"softmax"`` (eq. 3) or ``"proportional"``.
+        temperature (float): ``T`` of the softmax, ``> 0``.
         generator (torch.Generator, optional): on the CSR device.
 
     Returns:
-        The draws; ``weight`` is the drawn neighbour's tightness normalised over the seed's
-        whole neighbourhood (its sampling probability).
+        The draws; ``weight`` is the drawn neighbour's ``g(r_vn)`` over the seed's whole
+        neighbourhood (its sampling probability).
     """
     deg = rowptr[seeds + 1] - rowptr[seeds]
     pos, slot = row_slots(rowptr[seeds], deg)  # every edge of the batch's rows
+    tight = _tightness(rowptr, col, seeds, pos, slot, importance, edge_weight, sorted_keys,
+                       smoothing)
+    if normalize == "softmax":
+        if not temperature > 0:
+            raise ValueError(f"tightness_neighbors: temperature={temperature!r}; must be > 0")
+        prob = segment_softmax(pos, tight / temperature, seeds.numel())  # [M] eq. 3
+    elif normalize == "proportional":
+        total = torch.zeros(seeds.numel(), dtype=tight.dtype, device=tight.device)
+        total.index_add_(0, pos, tight)
+        prob = tight / total[pos].clamp(min=torch.finfo(tight.dtype).tiny)
+    else:
+        raise ValueError(f"tightness_neighbors: unknown normalize {normalize!r}")
+    if num_neighbors < 0:
+        return ImportanceOutput(pos, col[slot], prob.to(torch.float))
+    local_ptr = torch.cat([deg.new_zeros(1), torch.cumsum(deg, 0)])  # batch-local CSR
+    draw_pos, local = sample_weighted(local_ptr, cumulative_weights(prob), torch.arange(
+        seeds.numel(), device=seeds.device), num_neighbors, generator=generator)
+    return ImportanceOutput(draw_pos, col[slot[local]], prob[local].to(torch.float))
+
+
+def _tightness(rowptr: Tensor, col: Tensor, seeds: Tensor, pos: Tensor, slot: Tensor,
+               importance: str, edge_weight: Tensor | None, sorted_keys: Tensor | None,
+               smoothing: float) -> Tensor:
+    """``r_vn`` (float64 ``[M]``) of every edge ``(seeds[pos], col[slot])``."""
     if importance == "weight":
         if edge_weight is None:
             raise ValueError("tightness_neighbors: importance='weight' needs edge_weight")
-        tight = edge_weight[slot].to(torch.float64)
-    elif importance == "shared":
+        return edge_weight[slot].to(torch.float64)
+    if importance == "shared":
         if sorted_keys is None:
             raise ValueError("tightness_neighbors: importance='shared' needs sorted_keys")
-        tight = shared_neighbor_counts(rowptr, col, sorted_keys, seeds[pos], slot) + smoothing
-        tight = tight.to(torch.float64)
-    else:
-        raise ValueError(f"tightness_neighbors: unknown importance {importance!r}")
-    local_ptr = torch.cat([deg.new_zeros(1), torch.cumsum(deg, 0)])  # batch-local CSR
-    cum = cumulative_weights(tight)
-    draw_pos, local = sample_weighted(local_ptr, cum, torch.arange(seeds.numel(),
-                                      device=seeds.device), num_neighbors, generator=generator)
-    total = torch.zeros(seeds.numel(), dtype=tight.dtype, device=tight.device)
-    total.index_add_(0, pos, tight)
-    prob = (tight[local] / total[draw_pos]).to(torch.float)
-    return ImportanceOutput(draw_pos, col[slot[local]], prob)
+        shared = shared_neighbor_counts(rowptr, col, sorted_keys, seeds[pos], slot)
+        return (shared + smoothing).to(torch.float64)
+    raise ValueError(f"tightness_neighbors: unknown importance {importance!r}")
+
+
+def segment_softmax(segment: Tensor, score: Tensor, num_segments: int) -> Tensor:
+    """Softmax of ``score [M]`` within each ``segment`` id (``[M]``, in ``[0, num_segments)``),
+    shifted by each segment's max so large scores never overflow (the shift is a constant to
+    autograd: the softmax does not change with it): ``[M]``."""
+    top = torch.full((num_segments,), -torch.inf, dtype=score.dtype, device=score.device)
+    top = top.scatter_reduce(0, segment, score.detach(), "amax", include_self=True)
+    e = torch.exp(score - top[segment])  # [M] in (0, 1]
+    total = torch.zeros(num_segments, dtype=score.dtype, device=score.device)
+    return e / total.index_add_(0, segment, e)[segment]

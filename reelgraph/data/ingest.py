@@ -327,6 +327,36 @@ def _kg(root, out, items: IdMap, corrections) -> tuple[int, int, int]:
     return triples.shape[1], len(entities), len(relations)
 
 
+def _user_kg(root, out, users: IdMap, corrections) -> tuple[int, int, int]:
+    """``user_kg/``: ``(user, attribute, value)`` index triples, users ``0..U-1`` then the values
+    (``ids/user_entity.parquet`` holds the values: entity ``U + j`` is value ``j``); returns
+    ``(triples, entities, relations)``."""
+    path = schema.USER_KG.filename(root)
+    if not os.path.exists(path):
+        return 0, 0, 0
+    t = schema.read_table(path, schema.USER_KG)
+    head = users.lookup(t["user_id"])
+    ok = head >= 0
+    if not ok.any():
+        raise schema.DataError(f"{path}: none of its {len(ok)} rows has a user_id the "
+                               "interactions mention: the whole table would be dropped")
+    _correct(corrections, "user_kg_unknown_ids", (~ok).sum(),
+             f"{path}: rows whose user no interaction mentions")
+    t = t.filter(pa.array(ok))
+    values, relations = IdMap.from_columns(t["tail"]), IdMap.from_columns(t["relation"])
+    num_entities = len(users) + len(values)
+    triples = _unique_triples(head[ok], relations.lookup(t["relation"]),
+                              values.lookup(t["tail"]) + len(users), num_entities, len(relations))
+    _correct(corrections, "user_kg_duplicates", t.num_rows - triples.shape[1],
+             f"{path}: repeated triples")
+    os.makedirs(os.path.join(out, "user_kg"))
+    for name, row in zip(("head", "relation", "tail"), triples):
+        np.save(os.path.join(out, "user_kg", f"{name}.npy"), row)
+    values.save(os.path.join(out, "ids", "user_entity.parquet"))
+    relations.save(os.path.join(out, "ids", "user_relation.parquet"))
+    return triples.shape[1], num_entities, len(relations)
+
+
 class _FeatureMatrix:
     """One modality's ``[num_items, dim]`` float32 matrix, filled batch by batch, and the checks
     of a whole-table read (equal lengths, finite values), reported by :meth:`finish`."""
@@ -452,11 +482,17 @@ def ingest(root: str, out: str, cfg: SplitConfig) -> dict:
     num_triples, num_entities, num_relations = _kg(root, out, items, corrections)
     if num_triples:
         num_nodes["entity"], num_nodes["relation"] = num_entities, num_relations
+    num_user_triples, num_user_entities, num_user_relations = _user_kg(root, out, users,
+                                                                       corrections)
+    if num_user_triples:
+        num_nodes["user_entity"], num_nodes["user_relation"] = (num_user_entities,
+                                                                num_user_relations)
     features = {m: _features(p, m, items, out, corrections)
                 for m, p in schema.feature_files(root).items()}
     log.info("ingested %s: %s users, %s items, splits %s", root, len(users), len(items), counts)
+    user_kg = {"user_kg_triples": num_user_triples} if num_user_triples else {}  # absent: none
     return {"source": os.path.abspath(root), "num_nodes": num_nodes, "splits": counts,
             "split": {"method": method, "ratios": list(cfg.ratios), "valid_ratio": cfg.valid_ratio,
                       "seed": cfg.seed},
-            "relations": relations, "kg_triples": num_triples, "features": features,
+            "relations": relations, "kg_triples": num_triples, **user_kg, "features": features,
             "corrections": corrections, "warnings": warnings}

@@ -12,6 +12,9 @@ file                              columns
 ``user_creator.parquet``          ``user_id``, ``creator_id`` (a user follows a vlogger)
 ``kg.parquet``                    ``head``, ``relation``, ``tail`` (knowledge-graph triples;
                                   a head/tail equal to an ``item_id`` is that item)
+``user_kg.parquet``               ``user_id``, ``relation``, ``tail`` (a user's attributes as
+                                  triples, e.g. ``(7, "gender", "gender:F")``; tails are
+                                  attribute values, never users)
 ``features/<modality>.parquet``   ``item_id``, ``feature`` (fixed-size list of floats, any
                                   dimension; one file per modality: visual, acoustic, ...)
 ================================  =====================================================
@@ -48,6 +51,7 @@ INTERACTIONS = TableSpec("interactions", ("user_id", "item_id"), ("timestamp", "
 ITEM_CREATOR = TableSpec("item_creator", ("item_id", "creator_id"))
 USER_CREATOR = TableSpec("user_creator", ("user_id", "creator_id"))
 KG = TableSpec("kg", ("head", "relation", "tail"))
+USER_KG = TableSpec("user_kg", ("user_id", "relation", "tail"))
 FEATURES = TableSpec("features", ("item_id",))
 
 

@@ -4,10 +4,14 @@ On disk (``root/``)::
 
     meta.json                      counts, splits, modalities and every correction made on ingest
     ids/{user,item,creator,entity,relation}.parquet   raw ids in index order
+    ids/{user_entity,user_relation}.parquet           user-KG values (entity U + j is value j)
+                                                      and attributes
     csr/{train,valid,test}/{rowptr,col}.npy           user→item CSR per split
     csr/train/weight.npy                              edge weights aligned with the train CSR
     csr/{item_creator,user_creator}/{rowptr,col}.npy  item→creator, user→creator (follows)
     kg/{head,relation,tail}.npy                       triples; entities 0..num_items-1 are the items
+    user_kg/{head,relation,tail}.npy                  user attributes as triples; entities
+                                                      0..num_users-1 are the users
     features/<modality>.npy                           float32 [num_items, dim]
     derived/<name>-<hash>/*.npy                       arrays computed from the store (below)
 
@@ -102,6 +106,14 @@ class GraphStore:
             return None
         return tuple(self._array("kg", f"{n}.npy") for n in ("head", "relation", "tail"))
 
+    def user_kg(self) -> tuple[Tensor, Tensor, Tensor] | None:
+        """``(head, relation, tail)`` of the user-side KG (a user's attributes: ``(user,
+        attribute, value)``; entities ``0..num_users-1`` are the users, ``num_nodes["user_entity"]``
+        entities and ``num_nodes["user_relation"]`` relations in all), or ``None`` without one."""
+        if not self.meta.get("user_kg_triples"):
+            return None
+        return tuple(self._array("user_kg", f"{n}.npy") for n in ("head", "relation", "tail"))
+
     def derived(self, name: str, params: dict, build: Callable[[], dict[str, Tensor]]
                 ) -> dict[str, Tensor]:
         """Arrays computed from this store, memory-mapped: ``build()`` runs once per ``(name,
@@ -126,7 +138,7 @@ class GraphStore:
         from torch_geometric.data import HeteroData
         data = HeteroData()
         for t, n in self.num_nodes.items():
-            if t != "relation":
+            if not t.endswith("relation"):  # relation, user_relation: counts, not node types
                 data[t].num_nodes = n
         g = self.graph(split)
         data["user", "interacts", "item"].edge_index = torch.stack([g.users(), g.col])
@@ -198,12 +210,16 @@ class InMemoryStore(GraphStore):
         relations: ``{"item_creator" | "user_creator": (rowptr, col)}``.
         num_creators: creators (vloggers) the relations index.
         features: ``{modality: [num_items, dim]}``.
+        kg: item KG ``(head, relation, tail)`` (entities ``0..num_items-1`` are the items).
+        user_kg: user KG ``(head, relation, tail)`` (entities ``0..num_users-1`` are the users).
     """
 
     def __init__(self, train: BipartiteGraph, valid: BipartiteGraph | None = None,
                  test: BipartiteGraph | None = None,
                  relations: dict[str, tuple[Tensor, Tensor]] | None = None,
-                 num_creators: int = 0, features: dict[str, Tensor] | None = None):
+                 num_creators: int = 0, features: dict[str, Tensor] | None = None,
+                 kg: tuple[Tensor, Tensor, Tensor] | None = None,
+                 user_kg: tuple[Tensor, Tensor, Tensor] | None = None):
         empty = BipartiteGraph(train.num_users, train.num_items,
                                torch.zeros(train.num_users + 1, dtype=torch.long), train.col[:0])
         self.splits = {"train": train, "valid": valid or empty, "test": test or empty}
@@ -212,6 +228,14 @@ class InMemoryStore(GraphStore):
         self.num_nodes = {"user": train.num_users, "item": train.num_items}
         if self.relations or num_creators:
             self.num_nodes["creator"] = num_creators
+        self._kgs = {}
+        for prefix, triples, home in (("", kg, train.num_items),
+                                      ("user_", user_kg, train.num_users)):
+            if triples is not None:
+                self._kgs[prefix] = tuple(t.long() for t in triples)
+                ends = torch.cat([self._kgs[prefix][0], self._kgs[prefix][2]])
+                self.num_nodes[f"{prefix}entity"] = max(home, int(ends.max()) + 1)
+                self.num_nodes[f"{prefix}relation"] = int(self._kgs[prefix][1].max()) + 1
         self.root = None
         self.meta = {"splits": {k: g.num_edges for k, g in self.splits.items()},
                      "features": {m: x.size(1) for m, x in self.features.items()}}
@@ -234,7 +258,10 @@ class InMemoryStore(GraphStore):
         return None
 
     def kg(self):
-        return None
+        return self._kgs.get("")
+
+    def user_kg(self):
+        return self._kgs.get("user_")
 
     def derived(self, name: str, params: dict, build: Callable[[], dict[str, Tensor]]
                 ) -> dict[str, Tensor]:

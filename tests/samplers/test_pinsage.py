@@ -84,8 +84,8 @@ def test_tightness_by_weight_draws_in_proportion():
     rowptr = torch.tensor([0, 3, 3, 5])
     col = torch.tensor([4, 1, 2, 0, 4])
     w = torch.tensor([1.0, 3.0, 0.0, 2.0, 2.0])
-    out = tightness_neighbors(rowptr, col, torch.tensor([0, 1, 2]), 20_000,
-                              edge_weight=w, generator=torch.Generator().manual_seed(0))
+    out = tightness_neighbors(rowptr, col, torch.tensor([0, 1, 2]), 20_000, edge_weight=w,
+                              normalize="proportional", generator=torch.Generator().manual_seed(0))
     first = out.neighbor[out.seed_index == 0]
     freq = torch.bincount(first, minlength=5).double() / first.numel()
     assert abs(freq[4] - 0.25) < 0.015 and abs(freq[1] - 0.75) < 0.015 and freq[2] == 0
