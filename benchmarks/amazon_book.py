@@ -6,12 +6,18 @@ Recall@20 / NDCG@20 (binary-relevance NDCG, log2 discount) per evaluation. It al
 propagation forward+backward of our CSR LightGCN against PyG's ``LGConv`` (edge_index message
 passing) on the same graph in the same process, and prints the ratio.
 
+Training time excludes evaluation. ``--val-check-interval`` evaluates inside an epoch (epochs are
+then printed as fractions), ``--target-recall`` stops at the first evaluation reaching it, and
+``--json`` writes the settings, every evaluation, s/epoch, eval s and peak RSS
+(``benchmarks/vs_recbole.py`` drives it so).
+
     python benchmarks/amazon_book.py --model lightgcn --epochs 20 --eval-every 5
     python benchmarks/amazon_book.py --model mf --epochs 40 --eval-every 10 --batch-size 8192
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import sys
@@ -29,35 +35,51 @@ REFERENCE = {"BPRMF (KGAT-pytorch)": (0.1336, 0.0694), "KGAT (KGAT-pytorch)": (0
 
 
 def peak_rss_gib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    """Peak resident memory of this process or any child it waited for (loader workers)."""
+    return max(resource.getrusage(w).ru_maxrss for w in (resource.RUSAGE_SELF,
+                                                         resource.RUSAGE_CHILDREN)) / 2**20
 
 
 class EpochTimer(pl.Callback):
-    """Times training and validation separately; reads metrics after the epoch's validation."""
+    """Training time with evaluation excluded, and the metrics of every validation (also one
+    inside an epoch, with ``val_check_interval`` < 1); stops training at the first validation
+    whose Recall@20 reaches ``target``.
 
-    def __init__(self):
-        self.train_s, self.eval_s, self.rows = [], [], []
+    ``rows`` holds ``(epochs trained, training seconds so far, recall@20, ndcg@20)``, the epochs
+    as a fraction (optimizer steps / steps per epoch)."""
 
-    def on_train_epoch_start(self, trainer, module):
-        self._t, self._v = time.perf_counter(), None
+    def __init__(self, target: float | None = None):
+        self.target, self.train_s, self.steps = target, 0.0, 0
+        self.eval_s, self.rows = [], []
 
-    def on_validation_epoch_start(self, trainer, module):
-        self._v = time.perf_counter()
-        self.train_s.append(self._v - self._t)
+    def _lap(self) -> None:
+        now = time.perf_counter()
+        self.train_s += now - self._t
+        self._t = now
 
-    def on_validation_epoch_end(self, trainer, module):
-        self.eval_s.append(time.perf_counter() - self._v)
+    def on_train_start(self, trainer, module):
+        self._t = time.perf_counter()
 
-    def on_train_epoch_end(self, trainer, module):
-        if self._v is None:  # no validation this epoch
-            self.train_s.append(time.perf_counter() - self._t)
-            return
-        m = trainer.callback_metrics
-        self.rows.append((trainer.current_epoch + 1, sum(self.train_s),
-                          float(m["val/recall@20"]), float(m["val/ndcg@20"])))
-        print(f"epoch {trainer.current_epoch + 1:4d}  train {sum(self.train_s):8.1f}s  "
-              f"recall@20 {self.rows[-1][2]:.4f}  ndcg@20 {self.rows[-1][3]:.4f}  "
-              f"eval {self.eval_s[-1]:.2f}s  peak RSS {peak_rss_gib():.2f} GiB", flush=True)
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        self.steps += 1
+
+    def on_validation_start(self, trainer, module):
+        self._lap()
+
+    def on_validation_end(self, trainer, module):  # after the module logged its metrics
+        self.eval_s.append(time.perf_counter() - self._t)
+        m, epochs = trainer.callback_metrics, self.steps / trainer.num_training_batches
+        self.rows.append((epochs, self.train_s, float(m["val/recall@20"]), float(m["val/ndcg@20"])))
+        print(f"epoch {epochs:7.2f}  train {self.train_s:8.1f}s  recall@20 {self.rows[-1][2]:.4f}  "
+              f"ndcg@20 {self.rows[-1][3]:.4f}  eval {self.eval_s[-1]:.2f}s  "
+              f"peak RSS {peak_rss_gib():.2f} GiB", flush=True)
+        if self.target is not None and self.rows[-1][2] >= self.target:
+            print(f"target Recall@20 {self.target:.4f} reached", flush=True)
+            trainer.should_stop = True
+        self._t = time.perf_counter()
+
+    def on_train_end(self, trainer, module):
+        self._lap()
 
 
 def propagation_ratio(dm: RecDataModule, dim: int = 64, layers: int = 3, reps: int = 3) -> None:
@@ -90,12 +112,15 @@ def propagation_ratio(dm: RecDataModule, dim: int = 64, layers: int = 3, reps: i
     print(f"ratio PyG/ours: {times['PyG LGConv'] / times['ours (CSR)']:.1f}x")
 
 
-def main(argv=None) -> None:
+def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", choices=["lightgcn", "mf"], default="lightgcn")
-    p.add_argument("--data", default=DATA, help="the amazon-book-kgat folder")
+    p.add_argument("--data", default=DATA, help="the amazon-book-kgat folder (or any folder "
+                   "holding a LightGCN-format train.txt/test.txt)")
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--eval-every", type=int, default=5)
+    p.add_argument("--val-check-interval", type=float, default=None,
+                   help="evaluate every this fraction of an epoch (< 1; overrides --eval-every)")
     p.add_argument("--batch-size", type=int, default=8192)
     p.add_argument("--negatives", type=int, default=8)
     p.add_argument("--lr", type=float, default=5e-3)
@@ -104,9 +129,35 @@ def main(argv=None) -> None:
     p.add_argument("--layers", type=int, default=3)
     p.add_argument("--accelerator", default="auto")
     p.add_argument("--max-minutes", type=float, default=None, help="stop training after this long")
+    p.add_argument("--target-recall", type=float, default=None,
+                   help="stop at the first evaluation whose Recall@20 is at least this")
     p.add_argument("--no-propagation-ratio", action="store_true")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
-    a = p.parse_args(argv)
+    p.add_argument("--json", default=None, help="also write a JSON summary (settings, every "
+                   "evaluation, s/epoch, eval s, peak RSS) to this file")
+    return p.parse_args(argv)
+
+
+def summary(a: argparse.Namespace, timer: EpochTimer, trainer, dm: RecDataModule) -> dict:
+    """What ``--json`` writes: settings, every evaluation, mean times and the peak RSS."""
+    epochs = timer.steps / trainer.num_training_batches
+    evals = [{"epoch": e, "train_s": t, "recall@20": r, "ndcg@20": n, "eval_s": s}
+             for (e, t, r, n), s in zip(timer.rows, timer.eval_s)]
+    return {"library": "reelgraph", "model": a.model, "threads": torch.get_num_threads(),
+            "settings": {k: getattr(a, k) for k in (
+                "batch_size", "negatives", "lr", "reg", "dim", "layers", "val_check_interval",
+                "eval_every", "max_minutes", "target_recall")},
+            "items": dm.num_items, "test_users": int(trainer.callback_metrics.get("val/num_users", 0)),
+            "steps_per_epoch": trainer.num_training_batches, "epochs_run": epochs,
+            "train_s": timer.train_s, "train_s_per_epoch": timer.train_s / epochs if epochs else None,
+            "eval_s_mean": sum(timer.eval_s) / len(timer.eval_s) if timer.eval_s else None,
+            "reached": bool(evals) and a.target_recall is not None
+            and max(e["recall@20"] for e in evals) >= a.target_recall,
+            "peak_rss_mib": peak_rss_gib() * 1024, "evals": evals}
+
+
+def main(argv=None) -> None:
+    a = parse_args(argv)
     torch.manual_seed(0)
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -120,20 +171,28 @@ def main(argv=None) -> None:
     cfg = (LightGCNConfig(embedding_dim=a.dim, num_layers=a.layers, reg_weight=a.reg)
            if a.model == "lightgcn" else MFConfig(embedding_dim=a.dim, reg_weight=a.reg))
     module = RecModule(cfg, lr=a.lr, ks=(20,), auc=False)
-    timer = EpochTimer()
-    trainer = pl.Trainer(max_epochs=a.epochs, check_val_every_n_epoch=a.eval_every,
+    timer = EpochTimer(a.target_recall)
+    every = ({"val_check_interval": a.val_check_interval, "check_val_every_n_epoch": 1}
+             if a.val_check_interval else {"check_val_every_n_epoch": a.eval_every})
+    trainer = pl.Trainer(max_epochs=a.epochs, **every,
                          accelerator=a.accelerator, devices=1, logger=False,
                          enable_checkpointing=False, callbacks=[timer], num_sanity_val_steps=0,
                          enable_progress_bar=False,
                          max_time={"minutes": a.max_minutes} if a.max_minutes else None)
     trainer.fit(module, datamodule=dm)
+    report = summary(a, timer, trainer, dm)
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(report, f, indent=1)
+    if not timer.rows:
+        print("no evaluation ran (raise --max-minutes or --epochs)")
+        return
     best = max(timer.rows, key=lambda r: r[2])
-    epochs = len(timer.train_s)
-    print(f"\n{type(module.model).__name__} on amazon-book (test split, {dm.num_items} items, "
-          f"{int(trainer.callback_metrics['val/num_users'])} users): best Recall@20 {best[2]:.4f} "
-          f"NDCG@20 {best[3]:.4f} at epoch {best[0]} ({best[1]:.0f} s of training); "
-          f"{sum(timer.train_s) / epochs:.1f} s/epoch over {epochs} epochs; "
-          f"eval {sum(timer.eval_s) / len(timer.eval_s):.2f} s; peak RSS {peak_rss_gib():.2f} GiB; "
+    print(f"\n{type(module.model).__name__} on {os.path.basename(os.path.normpath(a.data))} "
+          f"(test split, {dm.num_items} items, {report['test_users']} users): best Recall@20 "
+          f"{best[2]:.4f} NDCG@20 {best[3]:.4f} at epoch {round(best[0], 2):g} ({best[1]:.0f} s of training); "
+          f"{report['train_s_per_epoch']:.1f} s/epoch over {round(report['epochs_run'], 2):g} epochs; "
+          f"eval {report['eval_s_mean']:.2f} s; peak RSS {peak_rss_gib():.2f} GiB; "
           f"device {trainer.strategy.root_device}")
     for name, (r, n) in REFERENCE.items():
         print(f"  vs {name} {r:.4f}/{n:.4f}: recall ratio {best[2] / r:.3f}")

@@ -28,6 +28,12 @@ interrupted retrain. ``--report`` prints the Markdown table of an existing JSONL
     python benchmarks/model_table.py --config configs/table_synthetic.yaml --models mf,gfcf \\
         --data synthetic:tiny --trials 2 --epochs 1 --out runs/table/tiny
     python benchmarks/model_table.py --report --out runs/table/tiny
+
+Issue 16's multimodal table is the same driver on the same configs (they evaluate P/R/NDCG at 10
+and 20 and test AUC; every test metric is kept in the JSONL row): ``--models
+lightgcn,mmgcn,mmgcn-nofeat,shl,shl-nofeat,a2bm2gl,model-str --columns
+precision@10,recall@10,ndcg@10,precision@20,auc``; the ``-nofeat`` rows and model-str are the
+features-off ablations.
 """
 from __future__ import annotations
 
@@ -69,7 +75,7 @@ class Row:
     how: str = "tune"
 
 
-A2 = "model.model.init_args."
+ARG = "model.model.init_args."
 MODELS: dict[str, Row] = {   # the table's order: the two references first
     "gfcf": Row("gfcf.yaml", how="draw"),
     "lightgcn": Row("lightgcn.yaml"),
@@ -81,12 +87,14 @@ MODELS: dict[str, Row] = {   # the table's order: the two references first
     "pinsage": Row("pinsage.yaml"),
     "vagnn": Row("vagnn.yaml"),
     "a2bm2gl": Row("a2bm2gl.yaml"),
-    "model-an": Row("a2bm2gl.yaml", {A2 + "anti_bottleneck": False}),   # the paper's ablations
-    "model-al": Row("a2bm2gl.yaml", {A2 + "rec_loss": "bpr"}),
-    "model-str": Row("a2bm2gl.yaml", {A2 + "semantic": False}),
+    "model-an": Row("a2bm2gl.yaml", {ARG + "anti_bottleneck": False}),   # the paper's ablations
+    "model-al": Row("a2bm2gl.yaml", {ARG + "rec_loss": "bpr"}),
+    "model-str": Row("a2bm2gl.yaml", {ARG + "semantic": False}),
     "mmgcn": Row("mmgcn.yaml"),
+    "mmgcn-nofeat": Row("mmgcn.yaml", {ARG + "features": False}),   # features-off (issue 16)
     "shl": Row("shl.yaml"),
-}
+    "shl-nofeat": Row("shl.yaml", {ARG + "modalities": []}),
+}   # A2BM2GL's features-off ablation is model-str (no semantic module: no features)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
@@ -111,6 +119,8 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, l
     p.add_argument("--out", default=None, help="tune runs, retrains and results.jsonl; default "
                                                "runs/table/<config stem>")
     p.add_argument("--report", action="store_true", help="print the table of --out's JSONL only")
+    p.add_argument("--columns", default="", help="comma-separated further test metrics for the "
+                                                 "table, e.g. precision@10,recall@10,ndcg@10,auc")
     args, rest = p.parse_known_args(argv)
     if not args.report and not args.config:
         p.error("--config is required (or --report with --out)")
@@ -125,6 +135,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, l
     if args.trials < 1 or args.max_concurrent_trials < 1:
         p.error("--trials and --max-concurrent-trials must be >= 1")
     args.models = [m for m in MODELS if m in args.models.split(",")]
+    args.columns = [c for c in args.columns.split(",") if c]
     if args.cpus_per_trial is None:
         args.cpus_per_trial = float(max(1, (os.cpu_count() or 1) // args.max_concurrent_trials))
     stem = os.path.splitext(os.path.basename(args.config or ""))[0]
@@ -330,6 +341,7 @@ def retrain(best_yaml: str, root: str) -> dict[str, Any]:
     m = cli.trainer.callback_metrics
     training_free = cli.model.config.training_free
     return {"test_recall@20": float(m["test/recall@20"]), "test_ndcg@20": float(m["test/ndcg@20"]),
+            "test": {k.split("/", 1)[1]: float(v) for k, v in m.items() if k.startswith("test/")},
             "train_seconds": round(cli.fit_seconds, 1), "retrain_val_recall@20": cli.val,
             "epochs": 0 if training_free else int(cli.trainer.current_epoch),
             "threads": torch.get_num_threads()}
@@ -365,14 +377,16 @@ def fmt_params(row: dict[str, Any]) -> str:
                      for k, v in short.items())
 
 
-def markdown(rows: dict[str, dict[str, Any]]) -> str:
+def markdown(rows: dict[str, dict[str, Any]], columns: Sequence[str] = ()) -> str:
     """The Markdown table, models in :data:`MODELS` order; ``/ GF-CF`` and ``/ LightGCN``
-    columns (test Recall@20 ratios) when those rows exist."""
+    columns (test Recall@20 ratios) when those rows exist; ``columns``: further test metrics
+    (``precision@10``, ``auc``, ...; "–" where a row lacks one)."""
     refs = [(label, rows[m]["test_recall@20"]) for label, m in (("GF-CF", "gfcf"),
                                                                   ("LightGCN", "lightgcn"))
             if m in rows and rows[m]["test_recall@20"] > 0]
     head = ["model", "trials", "val R@20", "test R@20", "test N@20", "train s", "epochs",
-            *(f"R@20 / {label}" for label, _ in refs), "best hyper-parameters"]
+            *(f"R@20 / {label}" for label, _ in refs), *(f"test {c}" for c in columns),
+            "best hyper-parameters"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     order = [m for m in MODELS if m in rows] + [m for m in rows if m not in MODELS]
     for m in order:
@@ -380,7 +394,9 @@ def markdown(rows: dict[str, dict[str, Any]]) -> str:
         cells = [m, str(r["trials"]) if r["trials"] else "– (fixed)", f"{r['val_recall@20']:.4f}",
                  f"{r['test_recall@20']:.4f}", f"{r['test_ndcg@20']:.4f}",
                  f"{r['train_seconds']:.1f}", str(r["epochs"]) if r["epochs"] else "– (no epochs)",
-                 *(f"{r['test_recall@20'] / ref:.3f}" for _, ref in refs), fmt_params(r)]
+                 *(f"{r['test_recall@20'] / ref:.3f}" for _, ref in refs),
+                 *(f"{r['test'][c]:.4f}" if c in r.get("test", {}) else "–" for c in columns),
+                 fmt_params(r)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -397,7 +413,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, rest = parse_args(argv)
     path = os.path.join(args.out, RESULTS)
     if args.report:
-        print(markdown(load_rows(path)))
+        print(markdown(load_rows(path), args.columns))
         return 0
     os.makedirs(args.out, exist_ok=True)
     extra, failed, ray_started = overrides(args, rest), [], False
@@ -425,7 +441,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         import ray
 
         ray.shutdown()
-    print(f"\n{path}\n" + markdown(load_rows(path)))
+    print(f"\n{path}\n" + markdown(load_rows(path), args.columns))
     if failed:
         print(f"failed (not in the JSONL; a rerun retries them): {', '.join(failed)}")
     return 1 if failed else 0
