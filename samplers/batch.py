@@ -23,7 +23,8 @@ def mixed_seed(*key: int) -> int:
 
 
 def _apply(x: Any, fn) -> Any:
-    """``fn`` on every tensor of ``x``: tensors, frozen dataclasses of them, lists and tuples."""
+    """``fn`` on every tensor of ``x``: tensors, frozen dataclasses of them, lists and tuples of
+    tensors, tuples of such dataclasses."""
     if isinstance(x, Tensor):
         return fn(x)
     if is_dataclass(x) and not isinstance(x, type):
@@ -31,6 +32,8 @@ def _apply(x: Any, fn) -> Any:
                              if f.name != "static" and f.init})
     if isinstance(x, (list, tuple)) and x and isinstance(x[0], Tensor):
         return type(x)(fn(t) for t in x)
+    if isinstance(x, tuple) and x and is_dataclass(x[0]):  # e.g. one sampled graph per CKG
+        return tuple(_apply(t, fn) for t in x)
     return x
 
 

@@ -24,10 +24,11 @@ the batch's layer-0 user and item rows of both towers per BPR triple, and of the
 Choices where the paper is vague (following KGAT's code where it has one):
 
 - Attention is recomputed from the CURRENT layer-0 entity and relation rows on EVERY forward
-  pass (every training step and every evaluation), for the whole graph, and used by all layers
-  (KGAT computes it from the layer-0 rows too, but refreshes it once per epoch, without
-  gradient). Gradients flow through it (into ``e``, ``e_r`` and ``W_r``) unless
-  ``detach_attention`` (KGAT's no-gradient attention, still refreshed every step).
+  pass (every training step and every evaluation), over the whole graph or the batch's sampled
+  triples, and used by all layers (KGAT computes it from the layer-0 rows too, but refreshes
+  it once per epoch, without gradient). Gradients flow through it (into ``e``, ``e_r`` and
+  ``W_r``) unless ``detach_attention`` (KGAT's no-gradient attention, still refreshed every
+  step).
 - Each CKG has its own entity, relation, ``W_r``, ``W_1``, ``W_2`` parameters: nothing is shared
   between ``G_u`` and ``G_i`` (the paper concatenates "two pairs of user and item vectors",
   which would be partly identical if shared).
@@ -48,9 +49,20 @@ Choices where the paper is vague (following KGAT's code where it has one):
 Ablations (config switches): ``use_kg=False`` (interactions only, no KG triples in either CKG),
 ``user_side=False`` (``G_u`` alone: KGAT), ``attention=False`` (``pi = 1 / |N_h|``).
 
-Memory: training is over the whole graph (``fanouts=None``; sampled batches are not implemented
-yet): a step holds ``O(E k)`` attention terms and ``O(N d (L + 1))`` rows per CKG, ``E`` counting
-each interaction and KG triple twice.
+Whole graph or sampled (:mod:`reelgraph.samplers.plans.ckg`, one loss path): with ``fanouts``
+each batch carries, per CKG, the ``L``-hop KG neighbourhood of its users and items sampled by
+the loader (uniform without replacement, ``min(k, d_h)`` triples per head and hop), and the
+attention (eqs. 12-13) is recomputed every step from the current layer-0 rows over the SAMPLED
+triples only (the softmax renormalised over them, no reweighting), as the bi-interaction
+layers run over them; with every fan-out ``-1`` a seed's rows equal its full-graph rows.
+Evaluation (``embed``) is always over the whole CKGs. The TransR triples are the same in both
+modes (drawn from the whole CKGs). ``exclude_targets`` drops the batch's positive pairs from
+its neighbourhoods; ``chunk_size`` is unused (the whole-graph embed is one pass).
+
+Memory: whole graph, a step holds ``O(E k)`` attention terms and ``O(N d (L + 1))`` rows per CKG,
+``E`` counting each interaction and KG triple twice; sampled, the same over the batch's sampled
+triples and nodes (every layer is computed for every sampled node, the last hop included:
+simpler than per-hop truncation, at most ``O(N' d^2)`` more per layer).
 """
 from __future__ import annotations
 
@@ -59,17 +71,16 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from reelgraph.errors import ConfigError
 from reelgraph.models.base import (GraphConfig, Recommender, bpr_terms, check_values,
                                    init_tables_, int_at_least, make_plan)
 from reelgraph.models.ckg_layers import CKGTower
-from reelgraph.samplers.plans.ckg import CKGBatch, CKGPlan, CKGStatic
+from reelgraph.samplers.plans.ckg import CKGBatch, CKGPlan, CKGraph, CKGStatic, ckg_graphs
 
 
 @dataclass(frozen=True)
 class CKGConfig(GraphConfig):
-    """The CKG model: the :class:`GraphConfig` fields (``fanouts`` must stay ``None``) and its
-    own below."""
+    """The CKG model: the :class:`GraphConfig` fields (``fanouts``: sampled batches, module doc)
+    and its own below."""
 
     relation_dim: int | None = None   # k of TransR's relation space (e_r, W_r: d -> k); None: d
     kg_weight: float = 1.0            # weight of L_KGu + L_KGi in eq. 17
@@ -84,9 +95,6 @@ class CKGConfig(GraphConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.fanouts is not None:
-            raise ConfigError(f"CKGConfig: fanouts={self.fanouts!r}; only whole-graph training "
-                              "is implemented (fanouts=None)")
         check_values("CKGConfig",
                      kg_weight=(self.kg_weight, lambda v: v >= 0, "a finite number >= 0"),
                      kg_batch_size=(self.kg_batch_size, int_at_least(1), "an int >= 1"),
@@ -100,7 +108,7 @@ class CKGConfig(GraphConfig):
         return make_plan(self, CKGPlan)
 
     def build(self, store) -> "CKG":
-        graphs = self.plan().context(store)
+        graphs = ckg_graphs(store, self.user_side, self.use_kg, self.rating_relations)
         return CKG(store.num_users, store.num_items,
                    [(g.num_nodes, g.num_relations) for g in graphs], self)
 
@@ -138,33 +146,32 @@ class CKG(Recommender):
         return (f"users={self.num_users}, items={self.num_items}, ckgs={len(self.towers)}, "
                 f"layers={c.num_layers}, use_kg={c.use_kg}, attention={c.attention}")
 
-    def forward(self, static: CKGStatic) -> tuple[Tensor, Tensor, list[Tensor]]:
-        """``(user [U, S d (L + 1)], item [I, S d (L + 1)], layer-0 rows per tower [N_s, d])``
-        over the ``S`` CKGs (eq. 15; towers concatenated ``G_u`` first)."""
-        c, U, I = self.config, self.num_users, self.num_items
-        if len(static.graphs) != len(self.towers):
-            raise ValueError(f"{len(static.graphs)} CKGs for {len(self.towers)} towers: the "
+    def forward(self, graphs: list[tuple[CKGraph, Tensor | None]]) -> list[Tensor]:
+        """Eq. 15's rows ``[N_s, d (L + 1)]`` of every node of each CKG's graph (towers in
+        order, ``G_u`` first); ``graphs``: ``(graph, node)``, ``node`` the global ids of a
+        sampled graph's local nodes, ``None`` for a whole CKG. Columns ``:d`` are layer 0."""
+        c = self.config
+        if len(graphs) != len(self.towers):
+            raise ValueError(f"{len(graphs)} CKGs for {len(self.towers)} towers: the batch or "
                              "static state is not of this model's plan")
-        outs = [t(g, c.attention, c.detach_attention, c.negative_slope, c.normalize_layers)
-                for t, g in zip(self.towers, static.graphs)]            # [N_s, d (L + 1)]
-        user = torch.cat([o[:U] for o in outs], 1)
-        item = torch.cat([o[U:U + I] for o in outs], 1)
-        return user, item, [t.entity for t in self.towers]
+        return [t(g, c.attention, c.detach_attention, c.negative_slope, c.normalize_layers,
+                  node=node) for t, (g, node) in zip(self.towers, graphs)]
 
     def embed(self, static: CKGStatic) -> tuple[Tensor, Tensor]:
-        """``(user [U, D], item [I, D])`` of the whole graph, ``D = S d (L + 1)``."""
-        user, item, _ = self(static)
-        return user, item
+        """``(user [U, D], item [I, D])`` of the whole graph, ``D = S d (L + 1)`` over the ``S``
+        CKGs (towers concatenated ``G_u`` first)."""
+        U, I = self.num_users, self.num_items
+        outs = self([(g, None) for g in static.graphs])                  # [N_s, d (L + 1)]
+        return (torch.cat([o[:U] for o in outs], 1), torch.cat([o[U:U + I] for o in outs], 1))
 
     def loss(self, batch: CKGBatch) -> dict[str, Tensor]:
         """Eq. 17: ``loss`` = BPR + ``kg_weight`` sum of the towers' ``L_KG`` + ``reg_weight``
         (CF and TransR L2); each term under its own key (``kg_user``, ``kg_item``)."""
-        c, U = self.config, self.num_users
-        user, item, ego = self(batch.static)
-        items = torch.cat([batch.pos.unsqueeze(1), batch.neg], 1)          # [B, 1 + k]
-        rows = torch.cat([ego_t[batch.users].flatten() for ego_t in ego]
-                         + [ego_t[U + items].flatten() for ego_t in ego])
-        out = bpr_terms(user[batch.users], item[items], rows, c.reg_weight)
+        c, B, d = self.config, len(batch), self.config.embedding_dim
+        outs = self(batch.graphs())                                      # [N_s, d (L + 1)]
+        rows = torch.cat([o[batch.index] for o in outs], 1)              # [B (2 + k), D]
+        ego = torch.cat([o[batch.index, :d] for o in outs], 1)           # layer 0 [B (2 + k), S d]
+        out = bpr_terms(rows[:B], rows[B:].view(B, -1, rows.size(1)), ego.flatten(), c.reg_weight)
         kg = batch.kg
         total_kg, total_l2 = 0, 0
         for s, (tower, name) in enumerate(zip(self.towers, ("kg_user", "kg_item"))):

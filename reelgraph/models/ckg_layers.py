@@ -135,21 +135,29 @@ class CKGTower(nn.Module):
         (n, d), (r, k) = self.entity.shape, self.relation.shape
         return f"nodes={n}, relations={r}, embedding_dim={d}, relation_dim={k}"
 
-    def weights(self, g: CKGraph, attention: bool, detach: bool) -> Tensor:
-        """Eq. 13's ``pi [E]`` from the current layer-0 rows (uniform without ``attention``;
-        computed without gradient with ``detach``)."""
+    def weights(self, g: CKGraph, attention: bool, detach: bool, x: Tensor | None = None
+                ) -> Tensor:
+        """Eq. 13's ``pi [E]`` from the current layer-0 rows ``x [N, d]`` of ``g``'s nodes
+        (``None``: the whole table; uniform without ``attention``; computed without gradient
+        with ``detach``)."""
         if not attention:
             return uniform_weights(g.head, g.num_nodes)
+        x = self.entity if x is None else x
         with torch.set_grad_enabled(torch.is_grad_enabled() and not detach):
-            logits = attention_logits(self.entity, self.relation, self.projection, g)
+            logits = attention_logits(x, self.relation, self.projection, g)
             return edge_softmax(logits, g.head, g.num_nodes)
 
     def forward(self, g: CKGraph, attention: bool = True, detach: bool = False,
-                negative_slope: float = 0.2, normalize: bool = True) -> Tensor:
-        """``[e^(0) || e^(1) || ... || e^(L)]`` ``[N, d (L + 1)]`` of every node (eq. 15's
-        concatenation; layers ``1..L`` L2-normalised with ``normalize``, as KGAT's code)."""
-        pi = self.weights(g, attention, detach)                            # [E]
-        layers, h = [self.entity], self.entity
+                negative_slope: float = 0.2, normalize: bool = True,
+                node: Tensor | None = None) -> Tensor:
+        """``[e^(0) || e^(1) || ... || e^(L)]`` ``[N, d (L + 1)]`` of every node of ``g`` (eq.
+        15's concatenation; layers ``1..L`` L2-normalised with ``normalize``, as KGAT's code).
+        ``node [N]``: ``g`` is a sampled neighbourhood whose local node ``j`` is entity
+        ``node[j]``; every layer is computed for every local node, but only the seeds' rows
+        are exact (a node at hop ``j`` has its layers ``0..L-j`` right, all a seed reads)."""
+        x = self.entity if node is None else self.entity[node]              # [N, d]
+        pi = self.weights(g, attention, detach, x)                         # [E]
+        layers, h = [x], x
         for w1, w2 in zip(self.w1, self.w2):
             h = bi_interaction(h, neighbourhood(h, pi, g), w1, w2, negative_slope)  # [N, d]
             layers.append(F.normalize(h, dim=1) if normalize else h)

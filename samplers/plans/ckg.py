@@ -24,7 +24,25 @@ drawn uniformly with replacement from all its triples (reversed and interaction 
 included, as KGAT's TransR trains on the whole CKG), each with a corrupted tail ``t'`` drawn
 uniformly over the CKG's nodes and redrawn (up to 3 times) while ``(h, r, t')`` is a triple of
 the graph (eq. 10: "other entities without r-connections"). Every draw comes from the batch's
-generator. Training is over the whole graph: the static state holds both CKGs on the device.
+generator.
+
+Whole graph (``fanouts=None``): the static state holds both CKGs on the device and the batch's
+rows are global node ids. Sampled (``fanouts``, one per layer, seeds' hop first, ``-1`` = all):
+the batch's unique nodes (its users ``u`` and items ``U + i``, the same ids in both CKGs) are
+the seeds of an ``L``-hop neighbourhood sampled on EACH CKG separately
+(:func:`~reelgraph.samplers.neighbor.neighbor_sample` on the CKG's head-CSR, uniform without
+replacement: ``min(k, d_h)`` of a head's ``d_h`` triples), relations carried along by CSR slot;
+:class:`SampledCKG` is that neighbourhood as a :class:`CKGraph` over local ids (seeds first, in
+the same order in every CKG, so one ``index`` row list serves both). The model runs attention
+and bi-interaction over it exactly as over the whole graph, so with every fan-out ``-1`` the
+seeds' rows ARE the full-graph ones (a node at hop ``j`` keeps all its triples for ``j < L``,
+which is all a seed's layer ``L`` reads). No Horvitz–Thompson reweighting: the attention softmax
+(eq. 13) and the ablation's ``1 / |N_h|`` are renormalised over the sampled triples (a
+self-normalised estimate of the full weighted sum: consistent, biased for ``k < d_h``; KGAT
+itself never samples, it attends over whole neighbourhoods). ``exclude_targets`` leaves
+the batch's positive user–item pairs out of both neighbourhoods, both directions, any relation.
+The head-CSRs are derived once per store and memory-mapped; the TransR triples are drawn from
+the whole CKGs either way. Evaluation always runs over the whole graphs (``static``).
 """
 from __future__ import annotations
 
@@ -33,8 +51,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from reelgraph.graph import undirected_edge_keys
 from reelgraph.samplers.batch import BPRBatch
+from reelgraph.samplers.neighbor import neighbor_sample
 from reelgraph.samplers.plans.base import Plan
+from reelgraph.samplers.plans.gcn import triple_nodes
 
 MAX_INTERACTION_RELATIONS = 10   # more distinct train weights than this: one interact relation
 NEGATIVE_REDRAWS = 3             # rounds of redrawing a corrupted tail that is a true triple
@@ -101,10 +122,40 @@ class KGTriples:
 
 
 @dataclass(frozen=True)
+class SampledCKG:
+    """One CKG's sampled neighbourhood of a batch's seeds (module doc). Within a relation the
+    triples keep hop order, so they stay sorted by ``(relation, head)`` like a whole CKG's.
+
+    Attributes:
+        node: ``[N']`` global node ids of the local nodes, hop order (the seeds first).
+        graph: the ``M`` sampled triples over local ids ``0..N'-1``, sorted by relation
+            (``keys`` empty: never asked :meth:`CKGraph.contains`).
+    """
+
+    node: Tensor
+    graph: CKGraph
+
+
+@dataclass(frozen=True)
 class CKGBatch(BPRBatch):
-    """BPR triples and the TransR triples ``kg`` of eq. 10 (the graph is ``static``'s)."""
+    """BPR triples, the TransR triples ``kg`` of eq. 10 and the graphs the rows come from.
+
+    Attributes:
+        index: ``[B (2 + k)]`` rows of the users, then of each triple's positive and negatives
+            (``[B, 1 + k]`` flattened): global node ids (whole graph) or local seed rows, the same
+            in every sampled CKG.
+        subs: one :class:`SampledCKG` per CKG; ``None``: the whole CKGs of ``static``.
+    """
 
     kg: KGTriples
+    index: Tensor
+    subs: tuple[SampledCKG, ...] | None
+
+    def graphs(self) -> list[tuple[CKGraph, Tensor | None]]:
+        """``(graph, global ids of its local nodes or None for the whole graph)`` per CKG."""
+        if self.subs is None:
+            return [(g, None) for g in self.static.graphs]
+        return [(s.graph, s.node) for s in self.subs]
 
 
 @dataclass(frozen=True)
@@ -206,23 +257,91 @@ def draw_kg_triples(graphs: tuple[CKGraph, ...], size: int, generator: torch.Gen
 
 
 @dataclass(frozen=True)
+class CKGAdjacency:
+    """One CKG as a CSR over its heads, for sampling: ``rowptr [N + 1]``, ``col [E]`` (tails)
+    and ``relation [E]`` per CSR slot (a head's triples ordered by relation)."""
+
+    rowptr: Tensor
+    col: Tensor
+    relation: Tensor
+
+
+def ckg_adjacency(store, graphs: tuple[CKGraph, ...], user_side: bool, use_kg: bool,
+                  rating_relations: bool) -> tuple[CKGAdjacency, ...]:
+    """The head-CSR of each of ``graphs`` (the store's, from :func:`ckg_graphs` with the same
+    flags), built once per store and memory-mapped."""
+    out = []
+    for side, g in zip(SIDES, graphs):
+        def build(g=g) -> dict[str, Tensor]:
+            order = torch.argsort(g.head, stable=True)                    # by head, then relation
+            rowptr = torch.zeros(g.num_nodes + 1, dtype=torch.long)
+            rowptr[1:] = torch.cumsum(torch.bincount(g.head, minlength=g.num_nodes), 0)
+            return dict(rowptr=rowptr, col=g.tail[order], relation=g.relation[order])
+        params = dict(side=side, use_kg=use_kg, rating_relations=rating_relations, version=1)
+        a = store.derived("ckg_csr", params, build)
+        out.append(CKGAdjacency(a["rowptr"], a["col"], a["relation"]))
+    return tuple(out)
+
+
+def sample_ckg(g: CKGraph, adj: CKGAdjacency, seeds: Tensor, fanouts: tuple[int, ...],
+               exclude_keys: Tensor | None = None, generator: torch.Generator | None = None
+               ) -> SampledCKG:
+    """The ``L``-hop neighbourhood of unique ``seeds [S]`` in ``g`` (head-CSR ``adj``), uniform
+    without replacement per hop, minus the edges with sorted keys ``exclude_keys``."""
+    out = neighbor_sample(adj.rowptr, adj.col, seeds, fanouts=list(fanouts),
+                          exclude_keys=exclude_keys, generator=generator)
+    rel = adj.relation[out.edge].long()                                  # [M]
+    order = torch.argsort(rel, stable=True)
+    relation = rel[order]
+    rel_ptr = torch.searchsorted(relation, torch.arange(g.num_relations + 1, device=rel.device))
+    head, tail = out.row[order].long(), out.col[order].long()
+    local = CKGraph(out.node.numel(), g.num_relations, head, relation, tail,
+                    tuple(int(x) for x in rel_ptr), head[:0])
+    return SampledCKG(out.node, local)
+
+
+@dataclass(frozen=True)
+class CKGContext:
+    """What sampling reads: the CKGs, their head-CSRs (sampled mode only) and ``U``."""
+
+    graphs: tuple[CKGraph, ...]
+    adjacency: tuple[CKGAdjacency, ...] | None
+    num_users: int
+
+
+@dataclass(frozen=True)
 class CKGPlan(Plan):
-    """Whole-graph batches of the CKG model: BPR triples plus TransR triples per CKG."""
+    """Batches of the CKG model: BPR triples, TransR triples per CKG, and either the whole
+    CKGs (``fanouts=None``) or each CKG's sampled neighbourhood of the batch (module doc)."""
 
     user_side: bool        # the fields (and their defaults) are the model config's
     use_kg: bool
     rating_relations: bool
     kg_batch_size: int
+    fanouts: tuple[int, ...] | None
+    exclude_targets: bool
 
-    def context(self, store) -> tuple[CKGraph, ...]:
-        return ckg_graphs(store, self.user_side, self.use_kg, self.rating_relations)
+    def context(self, store) -> CKGContext:
+        flags = (self.user_side, self.use_kg, self.rating_relations)
+        graphs = ckg_graphs(store, *flags)
+        adj = None if self.fanouts is None else ckg_adjacency(store, graphs, *flags)
+        return CKGContext(graphs, adj, store.num_users)
 
-    def sample(self, ctx: tuple[CKGraph, ...], triples: BPRBatch, generator: torch.Generator
+    def sample(self, ctx: CKGContext, triples: BPRBatch, generator: torch.Generator
                ) -> CKGBatch:
-        kg = draw_kg_triples(ctx, self.kg_batch_size, generator)
-        return CKGBatch(triples.users, triples.pos, triples.neg, kg, seed=triples.seed,
-                        epoch=triples.epoch)
+        kg = draw_kg_triples(ctx.graphs, self.kg_batch_size, generator)
+        nodes = triple_nodes(triples, ctx.num_users)                     # [B (2 + k)]
+        fields = dict(seed=triples.seed, epoch=triples.epoch)
+        if self.fanouts is None:
+            return CKGBatch(triples.users, triples.pos, triples.neg, kg, nodes, None, **fields)
+        seeds, index = torch.unique(nodes, return_inverse=True)
+        subs = []
+        for g, adj in zip(ctx.graphs, ctx.adjacency):
+            keys = (undirected_edge_keys(triples.users, triples.pos + ctx.num_users, g.num_nodes)
+                    if self.exclude_targets else None)
+            subs.append(sample_ckg(g, adj, seeds, self.fanouts, keys, generator))
+        return CKGBatch(triples.users, triples.pos, triples.neg, kg, index, tuple(subs), **fields)
 
     def static(self, store, device: torch.device) -> CKGStatic:
-        graphs = tuple(g.to(device) for g in self.context(store))
-        return CKGStatic(graphs, store.num_users, store.num_items)
+        graphs = ckg_graphs(store, self.user_side, self.use_kg, self.rating_relations)
+        return CKGStatic(tuple(g.to(device) for g in graphs), store.num_users, store.num_items)
