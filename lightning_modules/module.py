@@ -175,7 +175,7 @@ class RecModule(pl.LightningModule):
             self._score = self.model.score_fn(static)
             if self._score is None:
                 emb = self.model.embed(static)
-                self._score = inner_product(*emb)
+                self._score = inner_product(*emb, reuse_output=True)  # one [B, C] buffer
                 if self.sampling_plan.mines_negatives:
                     self._snapshot = tuple(e.detach() for e in emb)
         self._result = None

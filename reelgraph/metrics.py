@@ -21,7 +21,11 @@ out of the top-K too. Positive scores must be finite. Among tied scores the top-
 unspecified; AUC counts ties as 0.5. Graphs are assumed free of duplicate edges.
 
 Memory is ``O(user_batch × (item_chunk + K))``: per user batch, items are scored chunk by chunk
-and a running top-K is merged (``topk`` of the chunk, ``cat`` with the kept list, ``topk``). AUC
+and a running top-K is merged (:func:`topk_pruned` of the chunk, ``cat`` with the kept list,
+``topk``); one top-K at ``max(ks)`` serves every cut-off. Per batch the work is a few large
+tensor operations (a score product, a flat fill of ``-inf`` over the train items, a pruned top-K,
+a sorted-key lookup of the hits, every metric's sum at once), so that on a loaded CPU few
+thread hand-offs are paid; :func:`inner_product` can reuse one score buffer across batches. AUC
 is exact and streaming too: each positive's score is computed first, then per chunk the sum of
 ``sign(s_j - s_p)`` over all items ``j`` (positives and train items masked to ``-inf`` give -1
 each, added back) is ``#above - #below`` over ``N_u``, and ``#below + 0.5 #tied`` is
@@ -41,8 +45,9 @@ from tqdm.auto import tqdm
 from reelgraph.graph import BipartiteGraph, contains_edges, edge_keys
 
 ScoreFn = Callable[[Tensor, Tensor], Tensor]
-"""``score_fn(users [B], items [C]) -> scores [B, C]``; must return a fresh tensor (it is masked
-in place)."""
+"""``score_fn(users [B], items [C]) -> scores [B, C]``; must return a tensor the evaluator may
+overwrite (it is masked in place), not a view of model state. The evaluator is done with each
+result before its next call, so a ``score_fn`` may reuse one buffer (see :func:`inner_product`)."""
 
 
 @dataclass(frozen=True)
@@ -104,8 +109,7 @@ def ranking_hits(topk_items: Tensor, users: Tensor, test: BipartiteGraph) -> Ten
 
     ``topk_items [B, K]`` holds item ids, ``-1`` for an empty slot; row ``i`` is ``users[i]``.
     """
-    row, item = batch_edges(test, users)
-    keys = torch.sort(edge_keys(row, item, test.num_items)).values
+    keys = edge_keys(*batch_edges(test, users), test.num_items)         # sorted: CSR rows in order
     rows = torch.arange(users.numel(), device=users.device).unsqueeze(1).expand_as(topk_items)
     return contains_edges(keys, rows, topk_items.clamp(min=0), test.num_items) & (topk_items >= 0)
 
@@ -137,10 +141,51 @@ def per_user_metrics(hits: Tensor, num_test: Tensor, ks: Sequence[int]) -> dict[
     return out
 
 
+def topk_pruned(scores: Tensor, k: int, group: int = 16) -> tuple[Tensor, Tensor]:
+    """``scores [B, C].topk(k, dim=1)`` (values best first, their columns) from ``k × group``
+    candidates per row; the same values, and the same columns up to the order of ties.
+
+    Columns ``j, j + n, ..., j + (group - 1) n`` (``n = C // group``) form group ``j``. The ``k``
+    groups with the largest maxima hold a top-``k``: their maxima are ``k`` scores at least as
+    large as any score outside them. Their members and the last ``C - n·group`` columns are the
+    candidates. Recurses on the maxima ``[B, n]``; short rows use ``topk``. Scores must not be NaN.
+    """
+    rows, cols = scores.shape
+    k = min(k, cols)
+    if cols < 4 * k * group:
+        return scores.topk(k, dim=1)
+    n = cols // group
+    best = scores[:, :n * group].unflatten(1, (group, n)).amax(1)        # [B, n] group maxima
+    _, top = topk_pruned(best, k, group)                                 # [B, k] groups
+    member = torch.arange(0, n * group, n, device=scores.device)         # [group] offsets
+    cand = (top.unsqueeze(2) + member).flatten(1)                        # [B, k·group]
+    if cols > n * group:
+        tail = torch.arange(n * group, cols, device=scores.device).expand(rows, -1)
+        cand = torch.cat([cand, tail], 1)
+    vals, sel = scores.gather(1, cand).topk(k, dim=1)
+    return vals, cand.gather(1, sel)
+
+
+def metric_sums(hits: Tensor, num_test: Tensor, ks: Sequence[int]) -> dict[str, Tensor]:
+    """:func:`per_user_metrics` summed over the users (float64 scalars), every K at once."""
+    kk = torch.tensor(list(ks), device=hits.device)                     # [nK]
+    discount = 1.0 / torch.log2(torch.arange(2, hits.size(1) + 2, dtype=torch.float64,
+                                             device=hits.device))       # [K_max]
+    h64 = hits.to(torch.float64)
+    num_hits = h64.cumsum(1)[:, kk - 1]                                 # [B, nK]
+    dcg = (h64 * discount).cumsum(1)[:, kk - 1]                         # [B, nK]
+    idcg = discount.cumsum(0)[torch.minimum(num_test.unsqueeze(1), kk) - 1]  # [B, nK]
+    n = num_test.to(torch.float64).unsqueeze(1)
+    sums = torch.stack([(num_hits / n).sum(0), num_hits.sum(0) / kk, (dcg / idcg).sum(0),
+                        (num_hits > 0).sum(0).to(torch.float64)])       # [4, nK]
+    return {f"{m}@{k}": sums[i, j] for j, k in enumerate(ks)
+            for i, m in enumerate(("recall", "precision", "ndcg", "hitrate"))}
+
+
 def _merge_topk(vals: Tensor | None, idx: Tensor | None, scores: Tensor, start: int, k: int
                 ) -> tuple[Tensor, Tensor]:
     """Running top-``k`` of ``[B, k']`` kept values/items with a chunk ``scores [B, C]``."""
-    v, i = scores.topk(min(k, scores.size(1)), dim=1)
+    v, i = topk_pruned(scores, k)
     i += start
     if vals is None:
         return v, i
@@ -149,8 +194,12 @@ def _merge_topk(vals: Tensor | None, idx: Tensor | None, scores: Tensor, start: 
     return v, i.gather(1, sel)
 
 
-def _mask_(scores: Tensor, row: Tensor, item: Tensor, start: int) -> None:
-    """Sets ``scores[row, item - start] = -inf`` for the edges whose item lies in the chunk."""
+def _mask_(scores: Tensor, row: Tensor, item: Tensor, start: int, num_items: int = -1) -> None:
+    """Sets ``scores[row, item - start] = -inf`` for the edges whose item lies in the chunk
+    (every edge when the chunk is all ``num_items`` items)."""
+    if start == 0 and scores.size(1) == num_items and scores.is_contiguous():
+        scores.view(-1).index_fill_(0, row * num_items + item, float("-inf"))
+        return
     sel = (item >= start) & (item < start + scores.size(1))
     scores[row[sel], item[sel] - start] = float("-inf")
 
@@ -161,15 +210,20 @@ def _finish_topk(vals: Tensor, idx: Tensor, k: int) -> Tensor:
     return torch.nn.functional.pad(idx, (0, k - idx.size(1)), value=-1)
 
 
-def _masked_chunks(score_fn: ScoreFn, users: Tensor, train: BipartiteGraph, item_chunk_size: int):
-    """Yields ``(start, scores [B, C])`` per item chunk, training items set to ``-inf``."""
+def _ranking(score_fn: ScoreFn, users: Tensor, train: BipartiteGraph, k: int,
+             item_chunk_size: int, acc: "_AucAccumulator | None" = None) -> Tensor:
+    """Ranked items ``[B, k]`` (see :func:`topk_items`), feeding every masked chunk to ``acc``."""
     t_row, t_item = batch_edges(train, users)
+    vals = idx = None
     for start in range(0, train.num_items, item_chunk_size):
         items = torch.arange(start, min(start + item_chunk_size, train.num_items),
                              device=train.device)
         scores = score_fn(users, items)                                 # [B, C]
-        _mask_(scores, t_row, t_item, start)
-        yield start, scores
+        _mask_(scores, t_row, t_item, start, train.num_items)
+        vals, idx = _merge_topk(vals, idx, scores, start, k)
+        if acc is not None:
+            acc.update(scores, start)
+    return _finish_topk(vals, idx, k)
 
 
 @torch.no_grad()
@@ -177,11 +231,7 @@ def topk_items(score_fn: ScoreFn, users: Tensor, train: BipartiteGraph, k: int,
                item_chunk_size: int = 1 << 16) -> Tensor:
     """Top-``k`` items ``[B, k]`` of ``users [B]`` (best first), training items masked; ``-1``
     pads users with fewer than ``k`` unmasked items. Memory ``O(B × (item_chunk_size + k))``."""
-    vals = idx = None
-    for start, scores in _masked_chunks(score_fn, users.to(train.device).long(), train,
-                                        item_chunk_size):
-        vals, idx = _merge_topk(vals, idx, scores, start, k)
-    return _finish_topk(vals, idx, k)
+    return _ranking(score_fn, users.to(train.device).long(), train, k, item_chunk_size)
 
 
 _CPU_BLOCK = 1 << 21  # elements of one CPU block of AUC's comparisons (8 MiB of float32)
@@ -296,31 +346,44 @@ def rank_users_fn(score_fn: ScoreFn, users: Tensor, train: BipartiteGraph, test:
     acc = None
     if auc:
         users, acc = _auc_setup(score_fn, users, train, test, item_chunk_size)
-    vals = idx = None
-    for start, scores in _masked_chunks(score_fn, users, train, item_chunk_size):
-        vals, idx = _merge_topk(vals, idx, scores, start, kmax)
-        if acc is not None:
-            acc.update(scores, start)
-    idx = _finish_topk(vals, idx, kmax)
+    idx = _ranking(score_fn, users, train, kmax, item_chunk_size, acc)
     num_test = test.rowptr[users + 1] - test.rowptr[users]
-    per_user = per_user_metrics(ranking_hits(idx, users, test), num_test, ks)
-    sums = {k: v.sum() for k, v in per_user.items()}
+    sums = metric_sums(ranking_hits(idx, users, test), num_test, ks)
     if acc is not None:
         sums["auc"], sums["auc_users"] = acc.sums()
     return RankingResult(sums, users.numel(), num_skipped)
 
 
-def inner_product(user_emb: Tensor, item_emb: Tensor) -> ScoreFn:
-    """``score_fn`` of ``user_emb [U, d]``, ``item_emb [I, d]``: ``user_emb[u] @ item_emb[i].T``."""
-    return lambda users, items: user_emb[users] @ item_emb[items].T
+def inner_product(user_emb: Tensor, item_emb: Tensor, reuse_output: bool = False) -> ScoreFn:
+    """``score_fn`` of ``user_emb [U, d]``, ``item_emb [I, d]``: ``user_emb[u] @ item_emb[i].T``.
+
+    Args:
+        reuse_output: write every result into one buffer (grown to the largest ``[B, C]`` asked
+            for) instead of a fresh tensor, so each call overwrites the last result; the
+            evaluator allows it. On CPU a fresh block of a large batch costs a page fault per
+            4 KiB, about a quarter of the product's time. Gradients are not supported then.
+    """
+    if not reuse_output:
+        return lambda users, items: user_emb[users] @ item_emb[items].T
+    buf = user_emb.new_empty(0)
+
+    def score(users: Tensor, items: Tensor) -> Tensor:
+        nonlocal buf
+        size = users.numel() * items.numel()
+        if buf.numel() < size:
+            buf = None                                                  # free before growing
+            buf = user_emb.new_empty(size)
+        out = buf[:size].view(users.numel(), items.numel())            # [B, C]
+        return torch.mm(user_emb[users], item_emb[items].T, out=out)
+    return score
 
 
 def rank_users(user_emb: Tensor, item_emb: Tensor, users: Tensor, train: BipartiteGraph,
                test: BipartiteGraph, ks: Sequence[int] = (10, 20, 50),
                item_chunk_size: int = 1 << 16, auc: bool = True) -> RankingResult:
     """One batch of ``users [B]`` scored by ``user_emb[users] @ item_emb.T``, chunk by chunk."""
-    return rank_users_fn(inner_product(user_emb, item_emb), users, train, test, ks,
-                         item_chunk_size, auc)
+    return rank_users_fn(inner_product(user_emb, item_emb, reuse_output=True), users, train,
+                         test, ks, item_chunk_size, auc)
 
 
 def evaluate_fn(score_fn: ScoreFn, train: BipartiteGraph, test: BipartiteGraph,
@@ -357,9 +420,9 @@ def evaluate(user_emb: Tensor, item_emb: Tensor, train: BipartiteGraph, test: Bi
         raise ValueError(f"embeddings {tuple(user_emb.shape)}, {tuple(item_emb.shape)} do not "
                          f"match {train.num_users} users and {train.num_items} items")
     device = user_emb.device
-    return evaluate_fn(inner_product(user_emb, item_emb.to(device)), train.to(device),
-                       test.to(device), ks, user_batch_size, item_chunk_size, auc,
-                       None if users is None else users.to(device), progress)
+    return evaluate_fn(inner_product(user_emb, item_emb.to(device), reuse_output=True),
+                       train.to(device), test.to(device), ks, user_batch_size, item_chunk_size,
+                       auc, None if users is None else users.to(device), progress)
 
 
 def popularity_scores(train: BipartiteGraph) -> Tensor:

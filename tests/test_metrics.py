@@ -6,8 +6,8 @@ import torch
 
 from reelgraph.graph import BipartiteGraph
 from reelgraph.metrics import (RankingResult, evaluate, evaluate_fn, evaluate_popularity,
-                               inner_product, per_user_metrics, popularity_scores, rank_users,
-                               topk_items)
+                               inner_product, metric_sums, per_user_metrics, popularity_scores,
+                               rank_users, topk_items, topk_pruned)
 
 L2 = 1 / math.log2(3)          # discount of rank 2; rank 1 has 1, rank 3 has 1/2
 
@@ -229,3 +229,54 @@ def test_cuda_matches_cpu(random_problem):
     assert gpu.sums["auc"].is_cuda
     assert (gpu.num_users, gpu.num_skipped) == (cpu.num_users, cpu.num_skipped)
     _assert_close(gpu.means(), cpu.means(), tol=1e-6)
+
+
+@pytest.mark.parametrize("rows,cols,k,group", [(5, 3001, 7, 16), (3, 5000, 5, 4), (4, 100, 50, 16),
+                                               (2, 640, 10, 16), (6, 333, 400, 2)])
+def test_topk_pruned_matches_topk(rows, cols, k, group):
+    g = torch.Generator().manual_seed(cols)
+    scores = torch.randint(0, 50, (rows, cols), generator=g).float()    # many ties
+    scores[0, : cols - 3] = float("-inf")                               # fewer than k finite
+    scores[1] = torch.randn(cols, generator=g)
+    vals, idx = topk_pruned(scores, k, group)
+    want = scores.topk(min(k, cols), dim=1).values
+    assert vals.shape == want.shape and torch.equal(vals, want)
+    assert torch.equal(scores.gather(1, idx), vals)                     # columns hold the values
+    assert all(len(set(r)) == len(r) for r in idx.tolist())             # distinct columns
+    assert torch.equal(idx[1], scores[1].topk(min(k, cols)).indices)    # no ties: same columns
+
+
+def test_metric_sums_equal_per_user_sums():
+    g = torch.Generator().manual_seed(0)
+    hits = torch.rand(40, 12, generator=g) < 0.3
+    num_test = torch.randint(1, 15, (40,), generator=g)
+    ks = (1, 5, 12)
+    per_user = per_user_metrics(hits, num_test, ks)
+    sums = metric_sums(hits, num_test, ks)
+    assert list(sums) == list(per_user)
+    for key, values in per_user.items():
+        assert sums[key].dtype == torch.float64
+        assert float(sums[key]) == pytest.approx(float(values.sum()), rel=1e-14), key
+
+
+def test_inner_product_reuse_output():
+    user_emb, item_emb = torch.randn(6, 4), torch.randn(9, 4)
+    fresh, reused = inner_product(user_emb, item_emb), inner_product(user_emb, item_emb, True)
+    for users, items in ([[0, 5], [1, 2, 3]], [[1, 2, 3, 4], range(9)], [[2], [8, 0]]):
+        users, items = torch.tensor(users), torch.tensor(list(items))
+        assert torch.equal(reused(users, items), fresh(users, items))
+    a = reused(torch.tensor([0]), torch.tensor([1, 2]))
+    b = reused(torch.tensor([1]), torch.tensor([3, 4]))
+    assert a.data_ptr() == b.data_ptr()                                 # one buffer, overwritten
+
+
+@pytest.mark.parametrize("item_chunk_size", [1 << 16, 1000, 2999])
+def test_many_items_match_dense_reference(item_chunk_size):
+    # 3000 items: the top-k is pruned by group maxima, and with one chunk the mask is a flat fill
+    user_emb, item_emb, train, test = _random_problem(1, num_users=30, num_items=3000)
+    ks = (1, 5, 20)
+    want, n_users, n_skip = _dense_reference(user_emb, item_emb, train, test, ks)
+    res = evaluate(user_emb, item_emb, _graph(train, 3000), _graph(test, 3000), ks,
+                   user_batch_size=16, item_chunk_size=item_chunk_size)
+    assert (res.num_users, res.num_skipped) == (n_users, n_skip)
+    _assert_close(res.means(), want)
