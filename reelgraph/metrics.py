@@ -330,7 +330,8 @@ def rank_users_fn(score_fn: ScoreFn, users: Tensor, train: BipartiteGraph, test:
 
     Args:
         score_fn: scores of every user for a chunk of items; called with ``items`` an ``arange``
-            chunk (and, for AUC, chunks of the batch's test items). Must return a fresh tensor.
+            chunk (and, for AUC, chunks of the batch's test items); a :data:`ScoreFn`: the
+            evaluator may overwrite its result and is done with it before the next call.
         users: ``[B]`` user ids; the memory used is ``O(B × (item_chunk_size + max(ks)))``.
         train, test: masked and relevant items (same sizes, on the device of the scores).
         ks: cut-offs. item_chunk_size: items scored at once (default 65536). auc: also AUC.

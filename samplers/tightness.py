@@ -22,8 +22,8 @@ CSR = tuple[Tensor, Tensor]
 
 
 def co_interaction_graph(forward: CSR, backward: CSR, *, num_walks: int,
-                         generator: torch.Generator | None = None, chunk_size: int = 65536
-                         ) -> tuple[Tensor, Tensor, Tensor]:
+                         generator: torch.Generator | None = None, chunk_size: int = 65536,
+                         count_budget: int = 1 << 22) -> tuple[Tensor, Tensor, Tensor]:
     """Rows of ``forward`` linked to the rows reached by two-step walks, with tightness counts.
 
     Args:
@@ -33,6 +33,10 @@ def co_interaction_graph(forward: CSR, backward: CSR, *, num_walks: int,
         num_walks (int): two-step walks per row (``v → x → n``; ``n != v`` kept, once each).
         generator (torch.Generator, optional): on the CSR device.
         chunk_size (int): rows walked at once (memory ``O(chunk_size * num_walks)``).
+        count_budget (int): neighbour-list entries scanned at once when counting: each pair is
+            counted over the SHORTER of its two lists, looked up in the other's sorted keys, so
+            a popular candidate costs its partner's degree, and memory stays
+            ``O(count_budget + pairs)`` whatever the degrees.
 
     Returns:
         ``rowptr [R + 1]``, ``col [E']`` (same-type neighbours, sorted within rows) and
@@ -51,8 +55,27 @@ def co_interaction_graph(forward: CSR, backward: CSR, *, num_walks: int,
         found.append(torch.unique(edge_keys(home[keep], end[keep], R)))  # sorted pair keys
     pair = torch.cat(found) if found else rowptr.new_zeros(0)
     v, n = pair // R, pair % R  # [P] row, candidate
-    e, slot = row_slots(rowptr[n], rowptr[n + 1] - rowptr[n])  # candidates' own neighbours
-    hit = contains_edges(keys, v[e], col[slot], num_cols)
-    shared = torch.bincount(e[hit], minlength=pair.numel()).float()  # [P]
+    shared = _shared_counts(rowptr, col, keys, num_cols, v, n, count_budget)
     out_rowptr, out_col, perm = to_csr(v, n, R)
     return out_rowptr, out_col, shared[perm]
+
+
+def _shared_counts(rowptr: Tensor, col: Tensor, keys: Tensor, num_cols: int, v: Tensor,
+                   n: Tensor, budget: int) -> Tensor:
+    """``|N(v) ∩ N(n)|`` per pair ``[P]`` (float32): the shorter list of each pair scanned
+    and looked up in the sorted edge ``keys`` of the other row, pairs taken in runs whose
+    scanned entries stay within ``budget`` (a run holds one pair at least)."""
+    deg = rowptr[1:] - rowptr[:-1]
+    short = deg[v] <= deg[n]
+    a, b = torch.where(short, v, n), torch.where(short, n, v)  # scan a's list, look up in b's
+    cost = torch.cumsum(deg[a], 0)  # [P]
+    shared = torch.zeros(v.numel(), dtype=torch.float32, device=v.device)
+    start, P = 0, v.numel()
+    while start < P:
+        base = int(cost[start - 1]) if start else 0
+        end = max(start + 1, int(torch.searchsorted(cost, base + budget, right=True)))
+        e, slot = row_slots(rowptr[a[start:end]], deg[a[start:end]])  # [M] pair, slot
+        hit = contains_edges(keys, b[start:end][e], col[slot], num_cols)
+        shared[start:end] = torch.bincount(e[hit], minlength=end - start).float()
+        start = end
+    return shared

@@ -80,6 +80,10 @@ def test_co_interaction_counts_are_exact(seed):
     t = transpose_csr(bg.rowptr, bg.col, I)
     rowptr, col, count = co_interaction_graph((bg.rowptr, bg.col), t, num_walks=400,
                                               generator=torch.Generator().manual_seed(seed))
+    # a tiny counting budget (runs of one or two pairs) counts the same
+    _, _, small = co_interaction_graph((bg.rowptr, bg.col), t, num_walks=400, count_budget=3,
+                                       generator=torch.Generator().manual_seed(seed))
+    assert torch.equal(small, count)
     rows = torch.repeat_interleave(torch.arange(U), rowptr[1:] - rowptr[:-1])
     assert torch.equal(count, shared[rows, col])  # exact counts, all >= 1
     assert bool((rows != col).all())
