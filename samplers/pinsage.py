@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from reelgraph.graph import contains_edges, row_slots
+from reelgraph.graph import segment_softmax
 from reelgraph.samplers.negative import Positives, is_positive, uniform_negatives
 from reelgraph.samplers.neighbor import _rand, cumulative_weights, sample_weighted, segment_topk
 
@@ -309,14 +310,3 @@ def _tightness(rowptr: Tensor, col: Tensor, seeds: Tensor, pos: Tensor, slot: Te
         shared = shared_neighbor_counts(rowptr, col, sorted_keys, seeds[pos], slot)
         return (shared + smoothing).to(torch.float64)
     raise ValueError(f"tightness_neighbors: unknown importance {importance!r}")
-
-
-def segment_softmax(segment: Tensor, score: Tensor, num_segments: int) -> Tensor:
-    """Softmax of ``score [M]`` within each ``segment`` id (``[M]``, in ``[0, num_segments)``),
-    shifted by each segment's max so large scores never overflow (the shift is a constant to
-    autograd: the softmax does not change with it): ``[M]``."""
-    top = torch.full((num_segments,), -torch.inf, dtype=score.dtype, device=score.device)
-    top = top.scatter_reduce(0, segment, score.detach(), "amax", include_self=True)
-    e = torch.exp(score - top[segment])  # [M] in (0, 1]
-    total = torch.zeros(num_segments, dtype=score.dtype, device=score.device)
-    return e / total.index_add_(0, segment, e)[segment]

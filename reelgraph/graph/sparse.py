@@ -106,3 +106,14 @@ def weighted_sum(index: Tensor, weight: Tensor, x: Tensor, num_rows: int) -> Ten
     """``out[r] = sum_{index[m] = r} weight[m] x[m]``; ``x [M, d]`` → ``[num_rows, d]`` (rows
     without entries are zeros)."""
     return x.new_zeros(num_rows, x.size(1)).index_add(0, index, weight.unsqueeze(1) * x)
+
+
+def segment_softmax(segment: Tensor, score: Tensor, num_segments: int) -> Tensor:
+    """Softmax of ``score [M]`` within each ``segment`` id (``[M]``, in ``[0, num_segments)``),
+    shifted by each segment's max so large scores never overflow (the shift is a constant to
+    autograd: the softmax does not change with it): ``[M]``."""
+    top = torch.full((num_segments,), -torch.inf, dtype=score.dtype, device=score.device)
+    top = top.scatter_reduce(0, segment, score.detach(), "amax", include_self=True)
+    e = torch.exp(score - top[segment])  # [M] in (0, 1]
+    total = torch.zeros(num_segments, dtype=score.dtype, device=score.device)
+    return e / total.index_add_(0, segment, e)[segment]

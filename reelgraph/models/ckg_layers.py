@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from reelgraph.graph import segment_softmax
 from reelgraph.samplers.plans.ckg import CKGraph
 
 
@@ -61,16 +62,6 @@ def attention_logits(x: Tensor, rel: Tensor, w: Tensor, g: CKGraph) -> Tensor:
     wh = project_runs(x.index_select(0, g.head), w, counts)              # [E, k]
     wt = project_runs(x.index_select(0, g.tail), w, counts)              # [E, k]
     return (wt * torch.tanh(wh + rel.index_select(0, g.relation))).sum(-1)
-
-
-def edge_softmax(logits: Tensor, index: Tensor, num_rows: int) -> Tensor:
-    """Eq. 13: ``softmax`` of ``logits [E]`` over the entries sharing ``index`` (their head),
-    ``[E]``. The per-head maximum is subtracted (detached: the softmax does not depend on it)."""
-    top = logits.new_full((num_rows,), float("-inf")).scatter_reduce(
-        0, index, logits.detach(), "amax", include_self=True)            # [N]
-    ex = torch.exp(logits - top[index])                                  # [E]
-    total = logits.new_zeros(num_rows).index_add(0, index, ex)           # [N]
-    return ex / total[index]
 
 
 def uniform_weights(index: Tensor, num_rows: int) -> Tensor:
@@ -145,7 +136,7 @@ class CKGTower(nn.Module):
         x = self.entity if x is None else x
         with torch.set_grad_enabled(torch.is_grad_enabled() and not detach):
             logits = attention_logits(x, self.relation, self.projection, g)
-            return edge_softmax(logits, g.head, g.num_nodes)
+            return segment_softmax(g.head, logits, g.num_nodes)  # eq. 13
 
     def forward(self, g: CKGraph, attention: bool = True, detach: bool = False,
                 negative_slope: float = 0.2, normalize: bool = True,

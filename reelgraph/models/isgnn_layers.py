@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from reelgraph.graph import weighted_sum
-from reelgraph.samplers.pinsage import segment_softmax
+from reelgraph.graph import segment_softmax
 
 
 class InteractionAttention(nn.Module):

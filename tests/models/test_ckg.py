@@ -19,8 +19,9 @@ from reelgraph.errors import ConfigError
 from reelgraph.lightning_modules.cli import main
 from reelgraph.models import CKGConfig, MFConfig
 from reelgraph.models.ckg import CKG
-from reelgraph.models.ckg_layers import (CKGTower, attention_logits, edge_softmax, neighbourhood,
+from reelgraph.models.ckg_layers import (CKGTower, attention_logits, neighbourhood,
                                          relation_project, transr_loss, transr_score)
+from reelgraph.graph import segment_softmax
 from reelgraph.samplers.batch import BPRBatch
 from reelgraph.samplers.loader import plan_batch
 from reelgraph.samplers.plans.ckg import (CKGraph, build_ckg, draw_kg_triples,
@@ -64,7 +65,7 @@ def test_attention_softmax_and_aggregation_by_hand():
     assert math.isclose(by_triple[(0, 0, 1)].item(), T1, rel_tol=1e-6)
     assert math.isclose(by_triple[(0, 1, 2)].item(), 2 * T1, rel_tol=1e-6)
     assert by_triple[(1, 0, 3)].item() == 0.0
-    pi = edge_softmax(logits, g.head, g.num_nodes)
+    pi = segment_softmax(g.head, logits, g.num_nodes)
     p_b = math.exp(T1) / (1 + math.exp(T1))
     want = {(0, 0, 1): 1 - p_b, (0, 1, 2): p_b, (1, 0, 3): 1.0}
     for h, r, t, v in zip(g.head, g.relation, g.tail, pi):
