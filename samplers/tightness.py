@@ -12,6 +12,8 @@ then draws from it per batch by the softmax of the counts (eq. 3).
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
 from torch import Tensor
 
@@ -55,27 +57,36 @@ def co_interaction_graph(forward: CSR, backward: CSR, *, num_walks: int,
         found.append(torch.unique(edge_keys(home[keep], end[keep], R)))  # sorted pair keys
     pair = torch.cat(found) if found else rowptr.new_zeros(0)
     v, n = pair // R, pair % R  # [P] row, candidate
-    shared = _shared_counts(rowptr, col, keys, num_cols, v, n, count_budget)
+    shared = shared_counts(rowptr, col, keys, num_cols, v, n, count_budget)
     out_rowptr, out_col, perm = to_csr(v, n, R)
     return out_rowptr, out_col, shared[perm]
 
 
-def _shared_counts(rowptr: Tensor, col: Tensor, keys: Tensor, num_cols: int, v: Tensor,
-                   n: Tensor, budget: int) -> Tensor:
-    """``|N(v) ∩ N(n)|`` per pair ``[P]`` (float32): the shorter list of each pair scanned
-    and looked up in the sorted edge ``keys`` of the other row, pairs taken in runs whose
-    scanned entries stay within ``budget`` (a run holds one pair at least)."""
-    deg = rowptr[1:] - rowptr[:-1]
-    short = deg[v] <= deg[n]
+def shared_counts(rowptr: Tensor, col: Tensor, keys: Tensor, num_cols: int, v: Tensor,
+                  n: Tensor, budget: int) -> Tensor:
+    """``|N(v) ∩ N(n)|`` per pair ``(v [P], n [P])`` of rows of ``(rowptr, col)`` (float32;
+    ``keys`` its sorted :func:`~reelgraph.graph.edge_keys`): the shorter list of each pair
+    scanned and looked up in the keys of the other row, pairs taken in runs whose scanned
+    entries stay within ``budget`` (a run holds one pair at least). Reads only the pairs' rows."""
+    dv, dn = rowptr[v + 1] - rowptr[v], rowptr[n + 1] - rowptr[n]  # [P] degrees
+    short = dv <= dn
     a, b = torch.where(short, v, n), torch.where(short, n, v)  # scan a's list, look up in b's
-    cost = torch.cumsum(deg[a], 0)  # [P]
+    da = torch.where(short, dv, dn)  # [P]
     shared = torch.zeros(v.numel(), dtype=torch.float32, device=v.device)
-    start, P = 0, v.numel()
+    for start, end in budget_runs(torch.cumsum(da, 0), budget):
+        e, slot = row_slots(rowptr[a[start:end]], da[start:end])  # [M] pair, slot
+        hit = contains_edges(keys, b[start:end][e], col[slot], num_cols)
+        shared[start:end] = torch.bincount(e[hit], minlength=end - start).float()
+    return shared
+
+
+def budget_runs(cost: Tensor, budget: int) -> Iterator[tuple[int, int]]:
+    """Consecutive ``[start, end)`` runs of entries whose inclusive cumulative ``cost [P]``
+    grows by at most ``budget`` within a run (a run holds one entry at least)."""
+    start, P = 0, cost.numel()
     while start < P:
         base = int(cost[start - 1]) if start else 0
         end = max(start + 1, int(torch.searchsorted(cost, base + budget, right=True)))
-        e, slot = row_slots(rowptr[a[start:end]], deg[a[start:end]])  # [M] pair, slot
-        hit = contains_edges(keys, b[start:end][e], col[slot], num_cols)
-        shared[start:end] = torch.bincount(e[hit], minlength=end - start).float()
+        yield start, end
         start = end
-    return shared
+

@@ -19,11 +19,11 @@ def test_candidate_metrics_by_hand():
     assert torch.allclose(m["auc"], torch.tensor([1.0, 2 / 3, 0.5 / 3, 2 / 3], dtype=torch.float64))
     assert torch.allclose(m["ndcg@1"], torch.tensor([1.0, 0, 0, 0], dtype=torch.float64))
     assert torch.allclose(m["ndcg@2"], torch.tensor([1.0, L3, 0, 0], dtype=torch.float64))
-    # masked negatives do not count; a user without negatives has no AUC
+    # masked negatives do not count; a user without negatives has no metric at all
     valid = torch.tensor([[True, True, True], [False, True, True], [False] * 3, [True] * 3])
     m = candidate_metrics(pos, neg, valid, ks=(1,))
     assert float(m["auc"][1]) == 1.0 and float(m["ndcg@1"][1]) == 1.0
-    assert math.isnan(float(m["auc"][2])) and float(m["ndcg@1"][2]) == 1.0
+    assert math.isnan(float(m["auc"][2])) and math.isnan(float(m["ndcg@1"][2]))
 
 
 def test_evaluate_sampled_scores_each_user_against_its_own_candidates():

@@ -25,7 +25,9 @@ every model here) plus ``weight_reg`` times ``||W||^2 / 2`` of every weight matr
 ``||W||^2``; once per step, not per triple).
 
 The GraphRec-style ablation is two switches: ``neighbor_sampling="uniform"`` and
-``aggregator="mean"`` (uniform neighbours, mean pooling).
+``aggregator="mean"``: neighbours drawn with replacement uniformly over the exact co-interaction
+neighbourhood (every user sharing an item, however few; not the walk-found candidates, which
+favour tight pairs), mean pooling, so the pool estimates GraphRec's mean over all neighbours.
 
 Where the paper is vague, our choices: eq. 2's ``N(u)`` is the same-type co-interaction
 neighbourhood and ``r_un`` the number of shared interactions (GraphRec's social neighbours are
@@ -77,6 +79,7 @@ class ISGNNConfig(EmbeddingConfig):
     temperature: float = 1.0           # T of eq. 3's softmax (the paper: 1; on raw counts it is
     #                                    peaked: ml-100k, 2.2 distinct of 10 draws at T = 1)
     num_walks: int = 50                # two-step walks per node finding tightness candidates
+    #                                    (tightness only; uniform draws over exact N2(v))
     num_opinions: int = 5              # rating levels (1-5 stars); 1 or no weights: implicit
     features: bool = True              # add projected item features when the store has them
     negative_slope: float = 0.2        # LeakyReLU of eqs. 11-12 (NGCF's slope)

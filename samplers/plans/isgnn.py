@@ -9,16 +9,23 @@ tower). For each seed the loader draws
   ``(user, positive)`` are dropped from both towers' histories (``exclude_targets``), so a
   positive never reaches its own pair's attention; a draw that hit a target is lost, not redrawn;
 * its same-type neighbours (eqs. 2-3): users sharing items with a user, items sharing users with
-  an item, from the co-interaction graph of :func:`~reelgraph.samplers.tightness.
-  co_interaction_graph` (candidates from ``num_walks`` two-step walks per node, tightness
-  ``r = shared neighbours``, built once per store and memory-mapped). ``neighbor_sampling=
-  "tightness"``: ``neighbors`` draws with replacement, neighbour ``n`` of ``v`` with probability
-  ``g(r_vn) = softmax_n(r_vn / T)`` (eq. 3); ``"uniform"`` (GraphRec's ablation): ``neighbors``
-  distinct uniform ones. Each neighbour carries the weight of a mean over the draws
-  (``1 / #drawn``), so the model's mean pooling over tightness draws is an unbiased estimate of
-  eq. 2's ``sum_n g(r_vn) e_n``; with ``neighbors=-1`` and tightness every neighbour comes once
-  with weight ``g(r_vn)``: eq. 2 exactly. The co-interaction graph is built from the whole train
-  graph, target edges included: a target edge only raises a shared count, it is never a message.
+  an item. ``neighbor_sampling="tightness"``: from the co-interaction graph of
+  :func:`~reelgraph.samplers.tightness.co_interaction_graph` (candidates from ``num_walks``
+  two-step walks per node, tightness ``r = shared neighbours``, built once per store and
+  memory-mapped), ``neighbors`` draws with replacement, neighbour ``n`` of ``v`` with
+  probability ``g(r_vn) = softmax_n(r_vn / T)`` (eq. 3). ``"uniform"`` (GraphRec's ablation):
+  ``neighbors`` draws with replacement, each uniform over the EXACT two-hop neighbourhood
+  ``N2(v) = {n != v : |N(v) ∩ N(n)| >= 1}`` by :func:`~reelgraph.samplers.two_hop.
+  uniform_two_hop` (rejection over uniform two-step paths, per batch; not over the walk-found
+  candidates, which favour tight pairs; ``num_walks`` unused). Each neighbour carries the weight
+  of a mean over the draws (``1 / #drawn``), so the model's mean pooling is an unbiased estimate
+  of eq. 2's ``sum_n g(r_vn) e_n`` (tightness) or of the plain mean over ``N2(v)`` (uniform; a
+  seed the rejection rounds left short keeps fewer draws, still ``1 / #drawn``). With
+  ``neighbors=-1`` nothing is drawn: tightness gives every co-interaction neighbour once with
+  weight ``g(r_vn)`` (eq. 2 exactly), uniform every ``n`` in ``N2(v)`` once with ``1 / |N2(v)|``
+  (exact enumeration in bounded runs; time ``sum_x d_x`` per node, quadratic in popular
+  degrees). Both neighbourhoods come from the whole train graph, target edges included: a
+  target edge only raises a shared count or adds a path, it is never a message.
 
 Opinion levels: ``num_opinions > 1`` and a store with train edge weights (ratings; ml-100k's
 ``weight`` is the 1-5 rating): level ``clamp(round(w), 1, R) - 1``; otherwise (implicit data:
@@ -40,6 +47,7 @@ from reelgraph.samplers.neighbor import sample_uniform
 from reelgraph.samplers.pinsage import tightness_neighbors
 from reelgraph.samplers.plans.base import Plan
 from reelgraph.samplers.tightness import co_interaction_graph
+from reelgraph.samplers.two_hop import uniform_two_hop
 
 NEIGHBOR_SAMPLING = ("tightness", "uniform")
 
@@ -102,15 +110,20 @@ class ISGNNStatic:
 @dataclass(frozen=True)
 class Side:
     """One tower's graphs: ``rowptr, col`` its interactions (user → item, or item → user),
-    ``weight`` their weights in that CSR's order (``None``: implicit), and its co-interaction
-    graph ``nbr_rowptr, nbr_col, nbr_shared``."""
+    ``weight`` their weights in that CSR's order (``None``: implicit); for ``"tightness"`` its
+    co-interaction graph ``nbr_rowptr, nbr_col, nbr_shared``, for ``"uniform"`` the other
+    side's interactions ``back_rowptr, back_col`` and the sorted edge keys ``keys`` of
+    ``rowptr, col`` (the unused ones ``None``)."""
 
     rowptr: Tensor
     col: Tensor
     weight: Tensor | None
-    nbr_rowptr: Tensor
-    nbr_col: Tensor
-    nbr_shared: Tensor
+    nbr_rowptr: Tensor | None = None
+    nbr_col: Tensor | None = None
+    nbr_shared: Tensor | None = None
+    back_rowptr: Tensor | None = None
+    back_col: Tensor | None = None
+    keys: Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -122,27 +135,24 @@ class ISGNNPlan(Plan):
     neighbor_sampling: str       # "tightness" (eq. 3) | "uniform" (GraphRec ablation)
     temperature: float           # T of the softmax
     num_walks: int               # two-step walks per node finding co-interaction candidates
+    #                              (tightness only)
     num_opinions: int            # opinion levels (1: implicit)
     exclude_targets: bool
     seed: int                    # of the co-interaction walks (seed) and inference draws (+ 1)
 
     def context(self, store) -> tuple[Side, Side]:
-        def build() -> dict[str, Tensor]:
-            g, gen = store.graph("train"), torch.Generator().manual_seed(self.seed)
-            t_rowptr, t_col, perm = to_csr(g.col, csr_rows(g.rowptr), g.num_items)
-            uu = co_interaction_graph((g.rowptr, g.col), (t_rowptr, t_col),
-                                      num_walks=self.num_walks, generator=gen)
-            ii = co_interaction_graph((t_rowptr, t_col), (g.rowptr, g.col),
-                                      num_walks=self.num_walks, generator=gen)
-            names = ("rowptr", "col", "shared")
-            return {"t_rowptr": t_rowptr, "t_col": t_col, "t_perm": perm,
-                    **{f"uu_{k}": v for k, v in zip(names, uu)},
-                    **{f"ii_{k}": v for k, v in zip(names, ii)}}
-        a = store.derived("isgnn-graphs", {"num_walks": self.num_walks, "seed": self.seed}, build)
         g, w = store.graph("train"), store.edge_weight() if self.num_opinions > 1 else None
-        users = Side(g.rowptr, g.col, w, a["uu_rowptr"], a["uu_col"], a["uu_shared"])
-        items = Side(a["t_rowptr"], a["t_col"], None if w is None else w[a["t_perm"]],
-                     a["ii_rowptr"], a["ii_col"], a["ii_shared"])
+        if self.neighbor_sampling == "uniform":
+            a = store.derived("isgnn-two-hop", {}, lambda: _two_hop_arrays(g))
+            u_nbr = dict(back_rowptr=a["t_rowptr"], back_col=a["t_col"], keys=a["u_keys"])
+            i_nbr = dict(back_rowptr=g.rowptr, back_col=g.col, keys=a["i_keys"])
+        else:
+            a = store.derived("isgnn-graphs", {"num_walks": self.num_walks, "seed": self.seed},
+                              lambda: _co_interaction_arrays(g, self.num_walks, self.seed))
+            u_nbr, i_nbr = ({f"nbr_{k}": a[f"{s}_{k}"] for k in ("rowptr", "col", "shared")}
+                            for s in ("uu", "ii"))
+        users = Side(g.rowptr, g.col, w, **u_nbr)
+        items = Side(a["t_rowptr"], a["t_col"], None if w is None else w[a["t_perm"]], **i_nbr)
         return users, items
 
     def tower(self, side: Side, seeds: Tensor, targets: Tensor | None, num_cols: int,
@@ -166,16 +176,17 @@ class ISGNNPlan(Plan):
     def neighbours(self, side: Side, seeds: Tensor, generator: torch.Generator
                    ) -> tuple[Tensor, Tensor, Tensor]:
         """``(position [N], neighbour [N], pooling weight [N])`` (module doc)."""
-        if self.neighbor_sampling == "tightness":
-            out = tightness_neighbors(side.nbr_rowptr, side.nbr_col, seeds, self.neighbors,
-                                      edge_weight=side.nbr_shared, normalize="softmax",
-                                      temperature=self.temperature, generator=generator)
-            pos, nbr, weight = out.seed_index, out.neighbor.long(), out.weight
-            if self.neighbors < 0:
-                return pos, nbr, weight  # every neighbour with g(r): eq. 2 exactly
-        else:
-            pos, slot = sample_uniform(side.nbr_rowptr, seeds, self.neighbors, generator=generator)
-            nbr = side.nbr_col[slot].long()
+        if self.neighbor_sampling == "uniform":  # 1 / #drawn (1 / |N2(v)| with -1)
+            out = uniform_two_hop((side.rowptr, side.col), (side.back_rowptr, side.back_col),
+                                  seeds, self.neighbors, sorted_keys=side.keys,
+                                  generator=generator)
+            return out.seed_index, out.neighbor, out.weight
+        out = tightness_neighbors(side.nbr_rowptr, side.nbr_col, seeds, self.neighbors,
+                                  edge_weight=side.nbr_shared, normalize="softmax",
+                                  temperature=self.temperature, generator=generator)
+        pos, nbr, weight = out.seed_index, out.neighbor.long(), out.weight
+        if self.neighbors < 0:
+            return pos, nbr, weight  # every neighbour with g(r): eq. 2 exactly
         count = torch.bincount(pos, minlength=seeds.numel()).clamp(min=1).float()
         return pos, nbr, 1.0 / count[pos]
 
@@ -199,3 +210,27 @@ class ISGNNPlan(Plan):
         towers = [self.tower(side, torch.arange(n), None, I, is_user, gen).sorted()
                   for side, n, is_user in ((users, U, True), (items, I, False))]
         return ISGNNStatic(*(move(t, device) for t in towers))
+
+
+def _transpose(g) -> dict[str, Tensor]:
+    t_rowptr, t_col, perm = to_csr(g.col, csr_rows(g.rowptr), g.num_items)  # users sorted
+    return {"t_rowptr": t_rowptr, "t_col": t_col, "t_perm": perm}
+
+
+def _co_interaction_arrays(g, num_walks: int, seed: int) -> dict[str, Tensor]:
+    """The item → user CSR and both co-interaction graphs (``"tightness"``)."""
+    t, gen = _transpose(g), torch.Generator().manual_seed(seed)
+    uu = co_interaction_graph((g.rowptr, g.col), (t["t_rowptr"], t["t_col"]),
+                              num_walks=num_walks, generator=gen)
+    ii = co_interaction_graph((t["t_rowptr"], t["t_col"]), (g.rowptr, g.col),
+                              num_walks=num_walks, generator=gen)
+    names = ("rowptr", "col", "shared")
+    return {**t, **{f"uu_{k}": v for k, v in zip(names, uu)},
+            **{f"ii_{k}": v for k, v in zip(names, ii)}}
+
+
+def _two_hop_arrays(g) -> dict[str, Tensor]:
+    """The item → user CSR and the sorted edge keys of both CSRs (``"uniform"``)."""
+    t = _transpose(g)
+    return {**t, "u_keys": g.keys(),
+            "i_keys": edge_keys(csr_rows(t["t_rowptr"]), t["t_col"], g.num_users)}

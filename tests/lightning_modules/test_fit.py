@@ -75,6 +75,25 @@ def test_cli_fit_exports_embeddings_and_resumes(world, tmp_path, capsys):
     assert last["epoch"] == 2
 
 
+def test_cli_export_is_the_eval_mode_model(world, tmp_path):
+    # NGCF's message dropout must be off in the exported embeddings (Trainer.test leaves the
+    # module in train mode; the export once carried a dropout draw, up to 0.72 off)
+    args = ["fit", "--data.data", world, "--data.cache_dir", str(tmp_path / "cache"),
+            "--data.batch_size", "512", "--trainer.max_epochs", "1", "--trainer.accelerator", "cpu",
+            "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(tmp_path),
+            "--model.model", "NGCFConfig", "--model.model.init_args.embedding_dim", "16",
+            "--model.model.init_args.message_dropout", "0.5", "--export_dir", str(tmp_path / "emb")]
+    main(args)
+    dm = _dm(world, tmp_path, plan=NGCFConfig().plan())
+    dm.setup("fit")
+    ckpt = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+    module = RecModule.from_checkpoint(str(ckpt), dm.store).eval()
+    with torch.no_grad():
+        _, items = module.model.embed(dm.static("cpu"))
+    got = torch.tensor(pq.read_table(tmp_path / "emb" / "items.parquet")["embedding"].to_pylist())
+    torch.testing.assert_close(got, items, rtol=1e-5, atol=1e-6)   # rows in index order
+
+
 # -- determinism: workers, resume; metric averaging ------------------------------------------
 @pytest.fixture
 def one_thread():
