@@ -40,8 +40,9 @@ class SparseRecModule(RecModule):
     def __init__(self, model: MFConfig | None = None, lr: float = 0.05,
                  weight_decay: float = 0.0, ks: Sequence[int] = (10, 20, 50),
                  item_chunk_size: int = 1 << 16, auc: bool = True,
-                 optimizer: str = "rowwise_adagrad"):
+                 optimizer: str = "rowwise_adagrad", sampled_candidates: int = 0,
+                 sampled_ks: Sequence[int] = (1, 2), sampled_seed: int = 0):
         if optimizer not in ROW_OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {ROW_OPTIMIZERS}, got {optimizer!r}")
         super().__init__(model or SparseMFConfig(), lr, weight_decay, ks, item_chunk_size, auc,
-                         optimizer)
+                         optimizer, sampled_candidates, sampled_ks, sampled_seed)

@@ -29,6 +29,7 @@ from reelgraph.lightning_modules.callbacks import Checkpoint, EpochSummary
 from reelgraph.lightning_modules.datamodule import RecDataModule
 from reelgraph.lightning_modules.module import RecModule
 from reelgraph.metrics import RankingResult, popularity_scores, evaluate
+from reelgraph.sampled_metrics import evaluate_sampled, store_candidates
 
 
 LightningCLI = importlib.import_module(pl.__name__ + ".cli").LightningCLI  # the same package as `pl`
@@ -49,14 +50,23 @@ def format_table(rows: dict[str, dict[str, float]], keys: list[str]) -> str:
     return "\n".join(lines)
 
 
-def popularity_baseline(dm: RecDataModule, ks, auc: bool = True) -> dict[str, float]:
+def popularity_baseline(dm: RecDataModule, ks, auc: bool = True,
+                        sampled: dict | None = None) -> dict[str, float]:
     """Test metrics of ranking the test users' unseen items by training popularity: the same
-    users as the model's test (``--data.eval_users``' sample, if set), with a progress bar."""
+    users as the model's test (``--data.eval_users``' sample, if set), with a progress bar;
+    with ``sampled`` (``{"candidates", "ks", "seed"}``: the module's ``sampled_*`` settings),
+    also the sampled-candidate metrics on the model's candidates."""
     pop = popularity_scores(dm.train_graph).float().unsqueeze(1)            # [I, 1]
     ones = torch.ones(dm.num_users, 1)
     r: RankingResult = evaluate(ones, pop, dm.history, dm.test_graph, ks=ks, auc=auc,
                                 users=dm.eval_user_ids(dm.test_graph), progress=True)
-    return {f"test/{k}": v for k, v in r.means().items()}
+    out = {f"test/{k}": v for k, v in r.means().items()}
+    if sampled:
+        score = lambda users, items: pop[items, 0].expand(users.numel(), -1)  # noqa: E731
+        m = evaluate_sampled(score, *store_candidates(dm.store, sampled["candidates"],
+                                                      sampled["seed"]), ks=sampled["ks"])
+        out.update({f"test/sampled_{k}": v for k, v in m.items()})
+    return out
 
 
 class ReelGraphCLI(LightningCLI):
@@ -100,12 +110,20 @@ class ReelGraphCLI(LightningCLI):
         ks = list(module.hparams.ks)
         training_free = module.config.training_free
         model_name = type(module.model).__name__ + (" (training-free)" if training_free else "")
-        rows = {model_name: results[0], "MostPopular": popularity_baseline(dm, ks, module.hparams.auc)}
+        hp = module.hparams
+        sampled = ({"candidates": hp.sampled_candidates, "ks": hp.sampled_ks,
+                    "seed": hp.sampled_seed} if hp.get("sampled_candidates", 0) else None)
+        rows = {model_name: results[0], "MostPopular": popularity_baseline(dm, ks, hp.auc, sampled)}
         keys = [f"test/{m}@{k}" for m in ("recall", "ndcg") for k in ks] + ["test/auc"]
+        keys += ["test/sampled_auc"] + [f"test/sampled_ndcg@{k}" for k in hp.get("sampled_ks", ())]
         keys = [k for k in keys if k in rows[model_name]]
         source = "no epochs: training-free" if training_free else f"best checkpoint: {best}"
         print(f"\nTest metrics ({source}); {int(results[0]['test/num_users'])} users, "
               f"full ranking over {dm.num_items} items, train/valid items masked")
+        if sampled:
+            print(f"sampled_*: {int(results[0]['test/sampled_num_users'])} users, each its held-out "
+                  f"test item among up to {sampled['candidates']} items it has in no split "
+                  f"(candidate seed {sampled['seed']})")
         print(format_table({n: {k[5:]: v for k, v in m.items()} for n, m in rows.items()},
                            [k[5:] for k in keys]))
         pop = rows["MostPopular"].get("test/recall@20", 0.0)

@@ -2,12 +2,14 @@
 
 The model owns its maths and its loss; this module owns the loop: the optimiser, logging of every
 loss term, a clear error on a non-finite loss, and full-ranking evaluation whose per-rank sums are
-all-reduced, so metrics over many workers equal the single-process metrics exactly.
+all-reduced, so metrics over many workers equal the single-process metrics exactly; optionally
+also the sampled-candidate protocol of :mod:`reelgraph.sampled_metrics` when testing.
 """
 from __future__ import annotations
 
 import dataclasses
 import importlib
+import math
 from typing import Any, Sequence
 
 import torch
@@ -20,6 +22,7 @@ from reelgraph.lightning_modules._pl import pl
 from reelgraph.lightning_modules.optim import build_optimizer, check_optimizer, sparse_embeddings
 from reelgraph.metrics import RankingResult, ScoreFn, inner_product, rank_users_fn
 from reelgraph.models import LightGCNConfig, ModelConfig, Recommender
+from reelgraph.sampled_metrics import sampled_sums, store_candidates
 from reelgraph.samplers.batch import BPRBatch
 from reelgraph.samplers.plans.base import Plan
 
@@ -61,6 +64,14 @@ class RecModule(pl.LightningModule):
             updated; other parameters plain Adam: the step no longer grows with the graph),
             ``rowwise_adagrad`` or ``sparse_adam`` (tables-only models such as BPR-MF); see
             :mod:`reelgraph.lightning_modules.optim`.
+        sampled_candidates: when testing, also the sampled-candidate protocol of
+            :mod:`reelgraph.sampled_metrics` (NCF's leave-one-out: one held-out test item per
+            user among this many uniform negatives it has in no split; NCF and the ISGNN paper:
+            99), logged as ``test/sampled_auc``, ``test/sampled_ndcg@K`` and
+            ``test/sampled_num_users``, scored as the full ranking is. 0 (default): off, no cost.
+        sampled_ks: the cut-offs of the sampled NDCG (the paper's Table 1: 1 and 2).
+        sampled_seed: seeds the candidate draw alone (not the training seed): every model tested
+            with the same ``sampled_seed`` on the same store is ranked among the same candidates.
 
     The model is built in ``configure_model`` from the data module's store, and trained on the
     batches its config's sampling plan (:attr:`sampling_plan`) makes in the data module's loader;
@@ -69,7 +80,9 @@ class RecModule(pl.LightningModule):
 
     def __init__(self, model: ModelConfig | None = None, lr: float = 1e-3,
                  weight_decay: float = 0.0, ks: Sequence[int] = (10, 20, 50),
-                 item_chunk_size: int = 1 << 16, auc: bool = True, optimizer: str = "adam"):
+                 item_chunk_size: int = 1 << 16, auc: bool = True, optimizer: str = "adam",
+                 sampled_candidates: int = 0, sampled_ks: Sequence[int] = (1, 2),
+                 sampled_seed: int = 0):
         super().__init__()
         check_optimizer(optimizer, weight_decay)
         require("model.lr", lr, lambda v: v > 0, "a number > 0")
@@ -79,11 +92,19 @@ class RecModule(pl.LightningModule):
             raise ConfigError(f"model.ks={list(ks)!r}: give at least one cut-off")
         for k in ks:
             positive_int("model.ks", k)
+        positive_int("model.sampled_candidates", sampled_candidates, 0)
+        positive_int("model.sampled_seed", sampled_seed, 0)
+        if sampled_candidates and not sampled_ks:
+            raise ConfigError(f"model.sampled_ks={list(sampled_ks)!r}: give at least one cut-off")
+        for k in sampled_ks:
+            positive_int("model.sampled_ks", k)
         self.config = as_config(model) if model is not None else LightGCNConfig()
         self.save_hyperparameters({"model": as_dict(self.config), "lr": lr,
                                    "weight_decay": weight_decay, "ks": list(ks),
                                    "item_chunk_size": item_chunk_size, "auc": auc,
-                                   "optimizer": optimizer})
+                                   "optimizer": optimizer,
+                                   "sampled_candidates": sampled_candidates,
+                                   "sampled_ks": list(sampled_ks), "sampled_seed": sampled_seed})
         self.model: Recommender | None = None
         self._graphs: dict[str, BipartiteGraph] = {}
         self._plan: Plan | None = None
@@ -223,4 +244,30 @@ class RecModule(pl.LightningModule):
         self._eval_step(users, "history", "test", self.hparams.auc)  # train+valid items masked
 
     def on_test_epoch_end(self) -> None:
+        if self.hparams.get("sampled_candidates", 0):  # before _eval_end drops the scorer
+            self._sampled_end("test")
         self._eval_end("test", self.hparams.auc)
+
+    def _sampled_end(self, prefix: str) -> dict[str, float]:
+        """The sampled-candidate metrics of the test split. Every rank draws the same candidates
+        (all test users, seeded by ``sampled_seed``; the data module's ``eval_users`` sample is
+        not applied), scores its share ``[rank::world]`` with the full ranking's scorer, and the
+        sums and user counts are all-reduced as in :meth:`_eval_end`: the same metrics over any
+        number of workers. The draw is ``O(test users x items)`` per rank, once per test."""
+        dm, trainer = self.trainer.datamodule, self.trainer
+        users, pos, neg, valid = store_candidates(dm.store, self.hparams.sampled_candidates,
+                                                  self.hparams.sampled_seed)
+        share = slice(trainer.global_rank, None, trainer.world_size)
+        sums, ranked = sampled_sums(self._score, users[share].to(self.device), pos[share],
+                                    neg[share], valid[share], self.hparams.sampled_ks,
+                                    dm.eval_batch_size)
+        names = list(sums)  # the same names, in the same order, on every rank
+        local = torch.tensor([sums[n] for n in names] + [ranked], dtype=torch.float64,
+                             device=self.device)
+        total = trainer.strategy.reduce(local, reduce_op="sum").tolist()
+        n = total[-1]
+        metrics = {f"{prefix}/sampled_{k}": total[j] / n if n else math.nan
+                   for j, k in enumerate(names)}
+        metrics[f"{prefix}/sampled_num_users"] = n   # users with a test item and a negative
+        self.log_dict(metrics, prog_bar=False, sync_dist=False)
+        return metrics

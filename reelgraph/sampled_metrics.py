@@ -19,18 +19,24 @@ negatives'::
     NDCG@K_u  = 1 / log2(rank_u + 1) if rank_u <= K else 0 (one relevant item: IDCG = 1)
 
 and every metric is the mean over users. Candidate sets are drawn once from a seeded generator,
-so two models are compared on the same candidates.
+so two models are compared on the same candidates. ``RecModule(sampled_candidates=99)`` (CLI
+``--model.sampled_candidates 99``) logs ``test/sampled_auc``, ``test/sampled_ndcg@K`` beside the
+full-ranking test metrics, from :func:`store_candidates`.
 """
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import torch
 from torch import Tensor
 
 from reelgraph.graph import BipartiteGraph, contains_edges
 
+if TYPE_CHECKING:
+    from reelgraph.data.store import GraphStore
+
+SPLITS = ("train", "valid", "test")  # no item of these is a user's negative
 ScoreFn = Callable[[Tensor, Tensor], Tensor]  # (users [B], items [C]) -> [B, C]
 
 
@@ -92,12 +98,15 @@ def candidate_metrics(pos_score: Tensor, neg_score: Tensor, valid: Tensor | None
     return out
 
 
-def evaluate_sampled(score_fn: ScoreFn, users: Tensor, pos: Tensor, neg: Tensor, valid: Tensor,
-                     ks: Sequence[int] = (1, 2), user_batch_size: int = 256) -> dict[str, float]:
-    """Means over users of :func:`candidate_metrics` (over the users with a negative), scoring
-    each batch of users against its own candidates only: ``score_fn(users [B], items [C])`` over
-    the batch's distinct candidates ``C <= B (1 + N)``, then gathered."""
-    sums: dict[str, float] = {}
+def sampled_sums(score_fn: ScoreFn, users: Tensor, pos: Tensor, neg: Tensor, valid: Tensor,
+                 ks: Sequence[int] = (1, 2), user_batch_size: int = 256
+                 ) -> tuple[dict[str, float], int]:
+    """The sums over users of :func:`candidate_metrics` (``auc``, ``ndcg@K``; over the users with
+    a negative) and the number of those users, scoring each batch of users against its own
+    candidates only: ``score_fn(users [B], items [C])`` over the batch's distinct candidates
+    ``C <= B (1 + N)``, then gathered. Every name is present, even without users, so sums from
+    several processes add up (``RecModule`` all-reduces them)."""
+    sums = dict.fromkeys(["auc", *(f"ndcg@{k}" for k in ks)], 0.0)
     ranked = 0
     for s in range(0, users.numel(), user_batch_size):
         b = slice(s, s + user_batch_size)
@@ -109,6 +118,23 @@ def evaluate_sampled(score_fn: ScoreFn, users: Tensor, pos: Tensor, neg: Tensor,
         has = ~torch.isnan(m["auc"])
         ranked += int(has.sum())
         for key, v in m.items():
-            sums[key] = sums.get(key, 0.0) + float(v[has].sum())
+            sums[key] += float(v[has].sum())
+    return sums, ranked
+
+
+def evaluate_sampled(score_fn: ScoreFn, users: Tensor, pos: Tensor, neg: Tensor, valid: Tensor,
+                     ks: Sequence[int] = (1, 2), user_batch_size: int = 256) -> dict[str, float]:
+    """Means over users of :func:`candidate_metrics` (over the users with a negative; ``nan``
+    without one), from :func:`sampled_sums`."""
+    sums, ranked = sampled_sums(score_fn, users, pos, neg, valid, ks, user_batch_size)
     return {k: v / ranked if ranked else math.nan for k, v in sums.items()}
 
+
+def store_candidates(store: "GraphStore", num_negatives: int, seed: int
+                     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """:func:`sample_candidates` of a store's test split, no item of any split a negative, drawn
+    from ``torch.Generator().manual_seed(seed)`` alone (not the global RNG, not the training
+    seed): every model evaluated with the same ``seed`` gets the same candidates. Cost: one
+    uniform key per (test user, item), ``O(users x items)`` time as the full ranking."""
+    return sample_candidates(store.graph("test"), [store.graph(s) for s in SPLITS],
+                             num_negatives, torch.Generator().manual_seed(seed))

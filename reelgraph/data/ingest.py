@@ -5,8 +5,9 @@ id maps that grow as it goes (:class:`~reelgraph.data.idmap.IdCollector`), and k
 arrays between steps (user and item int32 while there are fewer than 2**31 rows, weight
 float32, split code int8: 13 bytes per interaction). Deduplication, the split and the CSRs use
 one int64 key sort each instead of whole-table lexsorts (the huge world, 100M interactions,
-peaks at ~5 GiB). Feature tables are streamed into their matrix too. The store written is the
-same, byte for byte, as the whole-table ingest's (``tests/data/test_ingest.py``).
+peaks at ~5 GiB). Feature tables are streamed into their matrix too. The knowledge graphs'
+steps are in :mod:`~reelgraph.data.kg_ingest`. The store written is the same, byte for byte,
+as the whole-table ingest's (``tests/data/test_ingest.py``).
 
 Every correction (duplicate interactions, ids unknown to the interactions, test pairs already in
 train, users too small to split) is logged as a warning and counted in ``meta["corrections"]``;
@@ -15,7 +16,6 @@ train, a single user) is logged and counted in ``meta["warnings"]``.
 """
 from __future__ import annotations
 
-import logging
 import os
 from dataclasses import dataclass
 from typing import Iterator
@@ -27,10 +27,12 @@ import pyarrow.parquet as pq
 
 from reelgraph.data import schema
 from reelgraph.data.idmap import IdCollector, IdMap
+from reelgraph.data.ingest_common import correct, log, sorted_unique
+# called by these names: benchmarks/ingest_phases.py times a phase by patching it on this module
+from reelgraph.data.kg_ingest import ingest_kg as _kg, ingest_user_kg as _user_kg
 from reelgraph.data.split import (TRAIN, VALID, TEST, SplitConfig, carve_valid, eval_warnings,
                                   ratio_split, temporal_split, tied_slots)
 
-log = logging.getLogger("reelgraph.data")
 SPLIT_NAMES = ("train", "valid", "test")
 _BATCH_ROWS = 1 << 20       # interaction rows read per batch
 _FEATURE_BYTES = 1 << 25    # bytes of feature values read per batch
@@ -38,12 +40,6 @@ _WARNINGS = {"cold_eval_interactions": "valid/test interactions of items never i
              "cold_eval_items": "items only in valid/test: untrained, rankable only by features",
              "single_user": "one user: every metric describes one ranking",
              "single_item": "one item: every ranking is trivial"}
-
-
-def _correct(corrections: dict, what: str, count: int, message: str) -> None:
-    if count:
-        corrections[what] = corrections.get(what, 0) + int(count)
-        log.warning("%s: %d (%s)", what, count, message)
 
 
 def _index_dtype(n: int) -> type:
@@ -62,14 +58,6 @@ def _save_sorted_csr(folder: str, row: np.ndarray, col: np.ndarray, num_rows: in
     np.save(os.path.join(folder, "col.npy"), col.astype(np.int64))
     for name, values in extra.items():
         np.save(os.path.join(folder, f"{name}.npy"), values)
-
-
-def _sorted_unique(values: np.ndarray) -> np.ndarray:
-    """``np.unique(values)`` of a 1-d array by one sort (numpy 2.4's hashing is ~100x slower)."""
-    values = np.sort(values)
-    first = np.ones(values.size, dtype=bool)
-    first[1:] = values[1:] != values[:-1]
-    return values[first]
 
 
 def _bad_splits(col: pa.Array) -> int:
@@ -199,12 +187,12 @@ def _count_duplicates(key: np.ndarray, code: np.ndarray, first: np.ndarray, has_
     """Counts the dropped rows (``~first``) of rows sorted by key, train first, latest first."""
     dup = int((~first).sum())
     if dup and has_eval:
-        in_train = _sorted_unique(key[code == TRAIN])
+        in_train = sorted_unique(key[code == TRAIN])
         leaked = np.isin(key[~first], in_train) & (code[~first] != TRAIN)
-        _correct(corrections, "eval_pairs_also_in_train", leaked.sum(),
+        correct(corrections, "eval_pairs_also_in_train", leaked.sum(),
                  "valid/test pairs already in train, dropped from evaluation")
         dup -= int(leaked.sum())
-    _correct(corrections, "duplicate_interactions", dup, "repeated (user, item) rows merged, latest kept")
+    correct(corrections, "duplicate_interactions", dup, "repeated (user, item) rows merged, latest kept")
 
 
 def _dedupe(inter: _Interactions, corrections: dict) -> np.ndarray:
@@ -242,7 +230,7 @@ def _split(inter: _Interactions, method: str, cfg: SplitConfig, path: str,
         code, stats = temporal_split(inter.u, inter.ts)
     elif cfg.valid_ratio > 0:
         code, stats = carve_valid(inter.u, code, cfg.valid_ratio, cfg.seed)
-    _correct(corrections, "users_kept_in_train", stats.get("kept_in_train_users", 0),
+    correct(corrections, "users_kept_in_train", stats.get("kept_in_train_users", 0),
              "users with too few interactions to split: all in train, not evaluated")
     return code
 
@@ -268,10 +256,10 @@ def _relation(root, out, spec, src_ids: IdMap, dst_col: str, dst_ids: IdMap, nam
             f"{path}: none of its {len(ok)} rows has a {spec.ids[0]} the interactions mention "
             f"(its ids are {t[spec.ids[0]].type}, the interactions' "
             f"{src_ids.ids.type}?): the whole table would be dropped")
-    _correct(corrections, f"{name}_unknown_ids", (~ok).sum(),
+    correct(corrections, f"{name}_unknown_ids", (~ok).sum(),
              f"{path}: rows whose ids no interaction mentions")
-    key = _sorted_unique(src[ok] * len(dst_ids) + dst[ok])
-    _correct(corrections, f"{name}_duplicates", ok.sum() - key.size, f"{path}: repeated rows")
+    key = sorted_unique(src[ok] * len(dst_ids) + dst[ok])
+    correct(corrections, f"{name}_duplicates", ok.sum() - key.size, f"{path}: repeated rows")
     _save_sorted_csr(os.path.join(out, "csr", name), key // len(dst_ids), key % len(dst_ids),
                      len(src_ids))
     return int(key.size)
@@ -292,69 +280,6 @@ def _creators(root: str, out: str, users: IdMap, items: IdMap, corrections: dict
                  "user_creator": _relation(root, out, schema.USER_CREATOR, users, "creator_id",
                                            creators, "user_creator", corrections)}
     return len(creators), relations
-
-
-def _unique_triples(head: np.ndarray, rel: np.ndarray, tail: np.ndarray, num_entities: int,
-                    num_relations: int) -> np.ndarray:
-    """``[3, T']`` distinct ``(head, relation, tail)`` index triples, sorted, as
-    ``np.unique(np.stack([head, rel, tail]), axis=1)`` (by one combined int64 key where it fits)."""
-    if num_entities * num_relations * num_entities >= 2**63 or min(head.min(), rel.min(), tail.min()) < 0:
-        return np.unique(np.stack([head, rel, tail]), axis=1)
-    key = _sorted_unique((head * num_relations + rel) * num_entities + tail)   # [T']
-    return np.stack([key // (num_relations * num_entities),
-                     key // num_entities % num_relations, key % num_entities])
-
-
-def _kg(root, out, items: IdMap, corrections) -> tuple[int, int, int]:
-    path = schema.KG.filename(root)
-    if not os.path.exists(path):
-        return 0, 0, 0
-    t = schema.read_table(path, schema.KG)
-    head, tail = (t[c].combine_chunks().cast(pa.string()) for c in ("head", "tail"))
-    item_str = IdMap(items.ids.cast(pa.string()))
-    others = IdMap.from_columns(pc.filter(head, pc.invert(pc.is_in(head, item_str.ids))),
-                                pc.filter(tail, pc.invert(pc.is_in(tail, item_str.ids))))
-    entities = IdMap(pa.concat_arrays([item_str.ids, others.ids.cast(pa.string())]))
-    relations = IdMap.from_columns(t["relation"])
-    triples = _unique_triples(entities.lookup(head), relations.lookup(t["relation"]),
-                              entities.lookup(tail), len(entities), len(relations))
-    _correct(corrections, "kg_duplicates", t.num_rows - triples.shape[1], f"{path}: repeated triples")
-    os.makedirs(os.path.join(out, "kg"))
-    for name, row in zip(("head", "relation", "tail"), triples):
-        np.save(os.path.join(out, "kg", f"{name}.npy"), row)
-    entities.save(os.path.join(out, "ids", "entity.parquet"))
-    relations.save(os.path.join(out, "ids", "relation.parquet"))
-    return triples.shape[1], len(entities), len(relations)
-
-
-def _user_kg(root, out, users: IdMap, corrections) -> tuple[int, int, int]:
-    """``user_kg/``: ``(user, attribute, value)`` index triples, users ``0..U-1`` then the values
-    (``ids/user_entity.parquet`` holds the values: entity ``U + j`` is value ``j``); returns
-    ``(triples, entities, relations)``."""
-    path = schema.USER_KG.filename(root)
-    if not os.path.exists(path):
-        return 0, 0, 0
-    t = schema.read_table(path, schema.USER_KG)
-    head = users.lookup(t["user_id"])
-    ok = head >= 0
-    if not ok.any():
-        raise schema.DataError(f"{path}: none of its {len(ok)} rows has a user_id the "
-                               "interactions mention: the whole table would be dropped")
-    _correct(corrections, "user_kg_unknown_ids", (~ok).sum(),
-             f"{path}: rows whose user no interaction mentions")
-    t = t.filter(pa.array(ok))
-    values, relations = IdMap.from_columns(t["tail"]), IdMap.from_columns(t["relation"])
-    num_entities = len(users) + len(values)
-    triples = _unique_triples(head[ok], relations.lookup(t["relation"]),
-                              values.lookup(t["tail"]) + len(users), num_entities, len(relations))
-    _correct(corrections, "user_kg_duplicates", t.num_rows - triples.shape[1],
-             f"{path}: repeated triples")
-    os.makedirs(os.path.join(out, "user_kg"))
-    for name, row in zip(("head", "relation", "tail"), triples):
-        np.save(os.path.join(out, "user_kg", f"{name}.npy"), row)
-    values.save(os.path.join(out, "ids", "user_entity.parquet"))
-    relations.save(os.path.join(out, "ids", "user_relation.parquet"))
-    return triples.shape[1], num_entities, len(relations)
 
 
 class _FeatureMatrix:
@@ -443,11 +368,11 @@ def _features(path: str, modality: str, items: IdMap, out: str, corrections) -> 
     for batch in _batches(path, schema.FEATURES, [*ids, "feature"], batch_rows=rows):
         acc.add(batch)
     acc.check(path)
-    _correct(corrections, f"features_{modality}_unknown_items", acc.unknown,
+    correct(corrections, f"features_{modality}_unknown_items", acc.unknown,
              f"{path}: feature rows of items no interaction mentions, dropped")
-    _correct(corrections, f"features_{modality}_duplicate_items", acc.duplicates,
+    correct(corrections, f"features_{modality}_duplicate_items", acc.duplicates,
              f"{path}: repeated feature rows of one item (the last one in the file is kept)")
-    _correct(corrections, f"features_{modality}_missing_items", len(items) - int(acc.seen.sum()),
+    correct(corrections, f"features_{modality}_missing_items", len(items) - int(acc.seen.sum()),
              f"{path}: items without a feature row get zeros")
     np.save(os.path.join(out, "features", f"{modality}.npy"), acc.matrix)
     return acc.matrix.shape[1]

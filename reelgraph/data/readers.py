@@ -16,7 +16,7 @@ ml-100k           ``interactions`` (``weight`` = rating), ``kg``, ``item_creator
 ml-1m             the same from ``ml-1m.inter.gz``, ``ml-1m.link``, ``ml-1m.kg``
                   both MovieLens: ``features/<modality>`` from the folder's ``features/``
                   (:mod:`reelgraph.data.features`; rows of rated items only), ``user_kg``
-                  from ``<name>.user`` (user attributes as triples, below)
+                  from ``<name>.user`` (user attributes as triples)
 lastfm-kg         ``interactions`` (``weight`` = play count), ``kg``
 ================  ===================================================================
 
@@ -36,14 +36,8 @@ Choices, so that every table means one thing:
 - ``user_creator`` (follows) does not exist in the real data. ``derive_follows=True`` writes
   every distinct (user, director of a rated movie) pair; it is off by default because it is a
   stand-in, not an observed relation, and it is built from all ratings (test ones included).
-- ``user_kg`` (MovieLens): per rated user four triples ``(user_id, relation, tail)`` with
-  ``relation`` in ``age``, ``gender``, ``occupation``, ``zip3`` and ``tail`` the value prefixed by
-  its relation (``"gender:F"``), so values of different attributes never merge. ``age`` is
-  ML-1M's age group, named by its lowest age (1 = under 18, 18, 25, 35, 45, 50, 56 = 56+):
-  ML-1M stores these codes, ML-100K's exact ages are mapped to them, so both mean the same.
-  ``zip3`` is the zip code's first three characters (the US sectional centre): full zip codes
-  are nearly unique per user (ML-100K: 795 for 943 users) and would link nobody.
-  ``occupation`` is as stored: ML-100K's names, ML-1M's codes 0-20.
+- ``user_kg`` (MovieLens): four attribute triples per rated user, described in
+  :mod:`reelgraph.data.user_attributes`.
 """
 from __future__ import annotations
 
@@ -58,12 +52,13 @@ from typing import Callable
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from reelgraph.data.features import read_features, write_features
 from reelgraph.data.schema import (WRITE_OPTIONS, INTERACTIONS, ITEM_CREATOR, KG, USER_CREATOR,
                                    USER_KG, DataError, read_table)
+from reelgraph.data.text_files import read_atomic, read_user_lists
+from reelgraph.data.user_attributes import ml_user_kg
 
 DIRECTED_BY = "film.film.directed_by"
 # What a reader writes, by revision: a converted folder is cached under a key that holds its
@@ -71,102 +66,6 @@ DIRECTED_BY = "film.film.directed_by"
 # never reused. 2: MovieLens brings its features/. 3: MovieLens brings user_kg (user attributes).
 REVISIONS = {"ml-100k": 3, "ml-1m": 3}
 _SPECS = {s.name: s for s in (INTERACTIONS, ITEM_CREATOR, USER_CREATOR, KG, USER_KG)}
-
-
-# ---------------------------------------------------------------- text parsing
-
-def _read_lines(path: str) -> pa.Array:
-    """Every line of a text file (gunzipped if named ``.gz``), CR stripped; row i = line i+1."""
-    if not os.path.exists(path):
-        raise DataError(f"{path}: file not found")
-    try:
-        table = pacsv.read_csv(
-            pa.input_stream(path),  # compression detected from the extension
-            read_options=pacsv.ReadOptions(column_names=["line"], block_size=1 << 24),
-            parse_options=pacsv.ParseOptions(delimiter="\x1f", quote_char=False,
-                                             escape_char=False, ignore_empty_lines=False),
-            convert_options=pacsv.ConvertOptions(column_types={"line": pa.string()},
-                                                 strings_can_be_null=False))
-    except (pa.ArrowInvalid, OSError) as e:
-        raise DataError(f"{path}: not readable as lines of text ({e})") from e
-    return table["line"].combine_chunks()
-
-
-def _numbers(values: pa.Array, dtype: pa.DataType, path: str, what: str,
-             line_of: Callable[[int], int]) -> pa.Array:
-    """``values`` cast to ``dtype``; a bad value raises DataError naming its file and line.
-
-    Integers must be plain non-negative decimals (no sign, blanks or hex); floats must be finite.
-    """
-    if pa.types.is_integer(dtype):
-        ok = pc.ascii_is_decimal(values)
-    else:
-        try:
-            ok = pc.is_finite(pc.cast(values, pa.float64()))
-        except pa.ArrowInvalid:  # some value is not a number at all: find it
-            ok = pc.match_substring_regex(values, r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
-    bad = np.flatnonzero(~ok.to_numpy(zero_copy_only=False))
-    if bad.size:
-        i = int(bad[0])
-        kind = "a non-negative integer" if pa.types.is_integer(dtype) else "a finite number"
-        raise DataError(f"{path}, line {line_of(i)}: {what} must be {kind}, "
-                        f"got {values[i].as_py()!r}")
-    try:
-        return pc.cast(values, dtype)
-    except pa.ArrowInvalid as e:
-        raise DataError(f"{path}: {what} does not fit {dtype} ({e})") from e
-
-
-def _fields(path: str, ncols: int, *, header: bool) -> tuple[list[str] | None, list[pa.Array]]:
-    """Tab-separated file → (header names or None, one string array per column)."""
-    lines = _read_lines(path)
-    first = 1 if header else 0
-    names = lines[0].as_py().split("\t") if header and len(lines) else None
-    parts = pc.split_pattern(lines[first:], "\t")
-    n = pc.list_value_length(parts).to_numpy()
-    bad = np.flatnonzero(n != ncols)
-    if bad.size:
-        raise DataError(f"{path}, line {first + bad[0] + 1}: expected {ncols} tab-separated "
-                        f"fields, found {n[bad[0]]}")
-    if len(n) == 0:
-        raise DataError(f"{path}: no data lines")
-    flat = parts.flatten()
-    return names, [flat.take(pa.array(np.arange(i, len(flat), ncols))) for i in range(ncols)]
-
-
-def _atomic(path: str, names: list[str], *, header: bool = True,
-            types: dict[str, pa.DataType] | None = None) -> dict[str, pa.Array]:
-    """Columns ``names`` of a tab-separated file (RecBole atomic file when ``header``), typed."""
-    head, cols = _fields(path, len(names), header=header)
-    if head is not None and head != names:
-        raise DataError(f"{path}, line 1: expected the header {names}, found {head}")
-    first = 2 if header else 1  # line number of data row 0
-    out = {}
-    for name, col in zip(names, cols):
-        dtype = (types or {}).get(name, pa.string())
-        out[name] = col if dtype == pa.string() else _numbers(
-            col, dtype, path, f"'{name}'", lambda i: first + i)
-    return out
-
-
-def _user_lists(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """KGAT file of lines ``user item item ...`` → (user per line, items per line, all items)."""
-    tokens = pc.ascii_split_whitespace(pc.ascii_trim_whitespace(_read_lines(path)))
-    counts = pc.list_value_length(tokens).to_numpy()  # a blank line counts 1 ("" → error below)
-    if counts.size == 0:
-        raise DataError(f"{path}: no data lines")
-    offsets = np.concatenate([[0], np.cumsum(counts)])
-    flat = _numbers(tokens.flatten(), pa.int64(), path, "every token", lambda i: int(
-        np.searchsorted(offsets, i, side="right")))
-    flat = flat.to_numpy()
-    users = flat[offsets[:-1]]
-    seen, first_line = np.unique(users, return_index=True)
-    if seen.size < users.size:
-        dup = np.setdiff1d(np.arange(users.size), first_line)[0]
-        raise DataError(f"{path}, line {dup + 1}: user {users[dup]} already has a line")
-    is_item = np.ones(flat.size, dtype=bool)
-    is_item[offsets[:-1]] = False
-    return users, counts - 1, flat[is_item]
 
 
 # ---------------------------------------------------------------- writing
@@ -217,7 +116,7 @@ def read_amazon_book(src: str, out_dir: str, *, overwrite: bool = False) -> dict
     parts, empty = [], {}
     for split in ("train", "test"):
         path = os.path.join(src, f"{split}.txt")
-        users, counts, items = _user_lists(path)
+        users, counts, items = read_user_lists(path)
         parts.append((np.repeat(users, counts), items))
         empty[split] = int((counts == 0).sum())
     if empty["train"]:
@@ -270,8 +169,8 @@ _INTER = ["user_id:token", "item_id:token", "rating:float", "timestamp:float"]
 
 
 def _ml_interactions(path: str) -> pa.Table:
-    c = _atomic(path, _INTER, types=dict(zip(_INTER, (pa.int64(), pa.int64(), pa.float32(),
-                                                      pa.float64()))))
+    types = dict(zip(_INTER, (pa.int64(), pa.int64(), pa.float32(), pa.float64())))
+    c = read_atomic(path, _INTER, types=types)
     try:
         ts = pc.cast(c["timestamp:float"], pa.int64())  # safe cast: fails on a fraction
     except pa.ArrowInvalid as e:
@@ -280,44 +179,21 @@ def _ml_interactions(path: str) -> pa.Table:
                      "weight": c["rating:float"], "timestamp": ts})
 
 
-AGE_GROUPS = (1, 18, 25, 35, 45, 50, 56)   # ML-1M's age codes: each group's lowest age
-_USER_COLUMNS = ["user_id", "age", "gender", "occupation", "zip_code"]
-
-
-def _ml_user_kg(path: str, inter: pa.Table) -> pa.Table:
-    """``user_kg`` (module doc) of the users of ``inter`` from a MovieLens ``.user`` file."""
-    names, cols = _fields(path, len(_USER_COLUMNS), header=True)
-    if [n.split(":")[0] for n in names] != _USER_COLUMNS:
-        raise DataError(f"{path}, line 1: expected the columns {_USER_COLUMNS}, found {names}")
-    c = dict(zip(_USER_COLUMNS, cols))
-    user = _numbers(c["user_id"], pa.int64(), path, "'user_id'", lambda i: i + 2)
-    age = _numbers(c["age"], pa.float64(), path, "'age'", lambda i: i + 2).to_numpy()
-    group = np.asarray(AGE_GROUPS)[np.searchsorted(AGE_GROUPS[1:], age, side="right")]
-    values = {"age": pa.array(group.astype(str)), "gender": c["gender"],
-              "occupation": c["occupation"],
-              "zip3": pc.utf8_slice_codeunits(c["zip_code"], 0, 3)}
-    rated = pc.is_in(user, value_set=pc.unique(inter["user_id"]))
-    parts = [pa.table({"user_id": user, "relation": pa.array([rel] * len(user)),
-                       "tail": pc.binary_join_element_wise(f"{rel}:", v, "")}).filter(rated)
-             for rel, v in values.items()]
-    return pa.concat_tables(parts).sort_by([("user_id", "ascending"), ("relation", "ascending")])
-
-
 def _read_movielens(src: str, out_dir: str, name: str, inter_file: str, link_file: str,
                     overwrite: bool, derive_follows: bool) -> dict:
     inter = _ml_interactions(os.path.join(src, inter_file))
     tables = {"interactions": inter}
     kg_path, link_path = os.path.join(src, f"{name}.kg"), os.path.join(src, link_file)
     if os.path.exists(kg_path) or os.path.exists(link_path):
-        link = _atomic(link_path, ["item_id:token", "entity_id:token"],
-                       types={"item_id:token": pa.int64()})
+        link = read_atomic(link_path, ["item_id:token", "entity_id:token"],
+                            types={"item_id:token": pa.int64()})
         _check_one_to_one(link_path, link["item_id:token"], link["entity_id:token"])
-        kg = _atomic(kg_path, ["head_id:token", "relation_id:token", "tail_id:token"])
+        kg = read_atomic(kg_path, ["head_id:token", "relation_id:token", "tail_id:token"])
         kg = dict(zip(("head", "relation", "tail"), kg.values()))
         tables.update(_kg_tables(kg, link["item_id:token"], link["entity_id:token"], inter))
     user_path = os.path.join(src, f"{name}.user")
     if os.path.exists(user_path):
-        tables["user_kg"] = _ml_user_kg(user_path, inter)
+        tables["user_kg"] = ml_user_kg(user_path, inter)
     if derive_follows:
         if "item_creator" not in tables:
             raise DataError(f"{src}: derive_follows needs the KG's directors (no {link_file})")
@@ -361,18 +237,18 @@ def _entity_name(entity: pa.Array) -> pa.Array:
 
 def read_lastfm(src: str, out_dir: str, *, overwrite: bool = False) -> dict:
     """KGCN's Last.FM: ``user_artists.dat`` → interactions, ``kg.txt`` → kg (items: artist ids)."""
-    c = _atomic(os.path.join(src, "user_artists.dat"), ["userID", "artistID", "weight"],
-                types={"userID": pa.int64(), "artistID": pa.int64(), "weight": pa.int64()})
+    c = read_atomic(os.path.join(src, "user_artists.dat"), ["userID", "artistID", "weight"],
+                     types={"userID": pa.int64(), "artistID": pa.int64(), "weight": pa.int64()})
     inter = pa.table({"user_id": c["userID"], "item_id": c["artistID"],
                       "weight": pc.cast(c["weight"], pa.float32())})
     tables = {"interactions": inter}
     link_path, kg_path = (os.path.join(src, f) for f in ("item_index2entity_id.txt", "kg.txt"))
     if os.path.exists(kg_path) or os.path.exists(link_path):
-        link = _atomic(link_path, ["item", "entity"], header=False,
-                       types={"item": pa.int64(), "entity": pa.int64()})
+        link = read_atomic(link_path, ["item", "entity"], header=False,
+                            types={"item": pa.int64(), "entity": pa.int64()})
         _check_one_to_one(link_path, link["item"], link["entity"])
-        kg = _atomic(kg_path, ["head", "relation", "tail"], header=False,
-                     types={"head": pa.int64(), "tail": pa.int64()})
+        kg = read_atomic(kg_path, ["head", "relation", "tail"], header=False,
+                          types={"head": pa.int64(), "tail": pa.int64()})
         kg = {k: _entity_name(v) if k != "relation" else v for k, v in kg.items()}
         tables.update(_kg_tables(kg, link["item"], _entity_name(link["entity"]), inter))
     return {"dataset": "lastfm-kg", "tables": _publish(out_dir, tables, overwrite),
