@@ -40,16 +40,27 @@ def peak_rss_gib() -> float:
                                                          resource.RUSAGE_CHILDREN)) / 2**20
 
 
+def last_of_epoch(steps: int, steps_per_epoch: int, val_check_batch: int) -> bool:
+    """Whether a validation after ``steps`` optimizer steps is the last of its epoch: fewer
+    than ``val_check_batch`` steps of the epoch remain (Lightning validates every
+    ``val_check_batch`` steps, counted from each epoch's start; 319 steps at a quarter: after
+    79, 158, 237 and 316, and 316 is the last)."""
+    done = steps - (max(steps - 1, 0) // steps_per_epoch) * steps_per_epoch  # 1..steps_per_epoch
+    return steps_per_epoch - done < val_check_batch
+
+
 class EpochTimer(pl.Callback):
     """Training time with evaluation excluded, and the metrics of every validation (also one
     inside an epoch, with ``val_check_interval`` < 1); stops training at the first validation
-    whose Recall@20 reaches ``target``.
+    whose Recall@20 reaches ``target`` (``epoch_end_only``: at the first such validation that is
+    the last of its epoch, so a run compared with a per-epoch peer stops on the peer's grid; the
+    validations before it are still recorded).
 
     ``rows`` holds ``(epochs trained, training seconds so far, recall@20, ndcg@20)``, the epochs
     as a fraction (optimizer steps / steps per epoch)."""
 
-    def __init__(self, target: float | None = None):
-        self.target, self.train_s, self.steps = target, 0.0, 0
+    def __init__(self, target: float | None = None, epoch_end_only: bool = False):
+        self.target, self.epoch_end_only, self.train_s, self.steps = target, epoch_end_only, 0.0, 0
         self.eval_s, self.rows = [], []
 
     def _lap(self) -> None:
@@ -73,7 +84,10 @@ class EpochTimer(pl.Callback):
         print(f"epoch {epochs:7.2f}  train {self.train_s:8.1f}s  recall@20 {self.rows[-1][2]:.4f}  "
               f"ndcg@20 {self.rows[-1][3]:.4f}  eval {self.eval_s[-1]:.2f}s  "
               f"peak RSS {peak_rss_gib():.2f} GiB", flush=True)
-        if self.target is not None and self.rows[-1][2] >= self.target:
+        ends_epoch = last_of_epoch(self.steps, trainer.num_training_batches,
+                                   trainer.val_check_batch)
+        if (self.target is not None and self.rows[-1][2] >= self.target
+                and (ends_epoch or not self.epoch_end_only)):
             print(f"target Recall@20 {self.target:.4f} reached", flush=True)
             trainer.should_stop = True
         self._t = time.perf_counter()
@@ -131,6 +145,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--max-minutes", type=float, default=None, help="stop training after this long")
     p.add_argument("--target-recall", type=float, default=None,
                    help="stop at the first evaluation whose Recall@20 is at least this")
+    p.add_argument("--stop-at-epoch-end", action="store_true",
+                   help="with --target-recall: stop only at an evaluation that ends an epoch "
+                        "(the last of it), to compare on a per-epoch peer's grid")
     p.add_argument("--no-propagation-ratio", action="store_true")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     p.add_argument("--json", default=None, help="also write a JSON summary (settings, every "
@@ -171,7 +188,7 @@ def main(argv=None) -> None:
     cfg = (LightGCNConfig(embedding_dim=a.dim, num_layers=a.layers, reg_weight=a.reg)
            if a.model == "lightgcn" else MFConfig(embedding_dim=a.dim, reg_weight=a.reg))
     module = RecModule(cfg, lr=a.lr, ks=(20,), auc=False)
-    timer = EpochTimer(a.target_recall)
+    timer = EpochTimer(a.target_recall, a.stop_at_epoch_end)
     every = ({"val_check_interval": a.val_check_interval, "check_val_every_n_epoch": 1}
              if a.val_check_interval else {"check_val_every_n_epoch": a.eval_every})
     trainer = pl.Trainer(max_epochs=a.epochs, **every,

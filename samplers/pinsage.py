@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from reelgraph.graph import contains_edges, row_slots
-from reelgraph.graph import segment_softmax
+from reelgraph.graph import segment_softmax, segment_sum
 from reelgraph.samplers.negative import Positives, is_positive, uniform_negatives
 from reelgraph.samplers.neighbor import _rand, cumulative_weights, sample_weighted, segment_topk
 
@@ -223,8 +223,7 @@ def _rank_visits(users: Tensor, seed_index: Tensor, item: Tensor, positives: Pos
 
 def _normalised(num_seeds: int, seed_index: Tensor, neighbor: Tensor, weight: Tensor
                 ) -> ImportanceOutput:
-    total = torch.zeros(num_seeds, dtype=weight.dtype, device=weight.device)
-    total.index_add_(0, seed_index, weight)
+    total = segment_sum(weight, seed_index, num_seeds)  # [S]
     return ImportanceOutput(seed_index, neighbor, weight / total[seed_index])
 
 
@@ -283,8 +282,7 @@ def tightness_neighbors(rowptr: Tensor, col: Tensor, seeds: Tensor, num_neighbor
             raise ValueError(f"tightness_neighbors: temperature={temperature!r}; must be > 0")
         prob = segment_softmax(pos, tight / temperature, seeds.numel())  # [M] eq. 3
     elif normalize == "proportional":
-        total = torch.zeros(seeds.numel(), dtype=tight.dtype, device=tight.device)
-        total.index_add_(0, pos, tight)
+        total = segment_sum(tight, pos, seeds.numel())  # [S]
         prob = tight / total[pos].clamp(min=torch.finfo(tight.dtype).tiny)
     else:
         raise ValueError(f"tightness_neighbors: unknown normalize {normalize!r}")

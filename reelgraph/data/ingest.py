@@ -73,7 +73,7 @@ def _schema_names(path: str, spec: schema.TableSpec) -> list[str]:
 
 
 def _batches(path: str, spec: schema.TableSpec, columns: list[str],
-             batch_rows: int = _BATCH_ROWS) -> Iterator[pa.RecordBatch]:
+             batch_rows: int | None = None) -> Iterator[pa.RecordBatch]:
     """The record batches of ``columns``, in file order, under the data checks of
     :func:`schema.read_table` (run :func:`_schema_names` first). Its errors (null ids, bad
     ``split`` values) are raised after the last batch, with the whole table's counts; no batch
@@ -83,7 +83,8 @@ def _batches(path: str, spec: schema.TableSpec, columns: list[str],
     bad_split, clean = 0, True
     try:
         file = pq.ParquetFile(path, page_checksum_verification=True)  # where the writer wrote them
-        for batch in file.iter_batches(batch_size=batch_rows, columns=columns):
+        # the module's _BATCH_ROWS read at call time (a test may lower it), not at definition
+        for batch in file.iter_batches(batch_size=batch_rows or _BATCH_ROWS, columns=columns):
             for c in nulls:
                 nulls[c] += batch.column(c).null_count
                 if pa.types.is_string(batch.column(c).type) or pa.types.is_large_string(

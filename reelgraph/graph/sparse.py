@@ -1,5 +1,11 @@
 """Sparse operators over CSR graphs: normalised adjacencies, symmetric and pooling products,
-weighted row sums. CPU (MKL, int32 indices) and CUDA alike."""
+and the segment (scatter-by-index) reductions every model shares: sum, max, the mean's
+weights, softmax. CPU (MKL, int32 indices) and CUDA alike.
+
+The segment reductions are written here rather than taken from
+``torch_geometric.utils.scatter``: PyG's ``"max"`` switches to ``torch_scatter`` (gradient to
+one arg-max at a tie, not shared) on CUDA when that package is installed, and its ``"mean"``
+divides the sum (the models weight each entry by ``1 / count`` first, a different rounding)."""
 from __future__ import annotations
 
 import warnings
@@ -90,7 +96,7 @@ def mean_pool_matrix(row: Tensor, col: Tensor, num_rows: int, num_cols: int
                      ) -> tuple[Tensor, Tensor]:
     """``(M, M^T)`` sparse CSRs with ``(M x)[r]`` the mean of ``x[c]`` over edges ``(r, c)``
     (empty rows give 0), for :func:`pool`."""
-    w = 1.0 / torch.bincount(row, minlength=num_rows).clamp(min=1).float()[row]  # [E]
+    w = segment_mean_weight(row, num_rows)                                 # [E]
     rowptr, c, perm = to_csr(row, col, num_rows)
     rowptr_t, r, perm_t = to_csr(col, row, num_cols)
     return (csr_tensor(rowptr, c, w[perm], (num_rows, num_cols)),
@@ -102,18 +108,40 @@ def pool(mats: tuple[Tensor, Tensor], x: Tensor) -> Tensor:
     return _PoolMM.apply(mats[0], mats[1], x)
 
 
+def segment_sum(src: Tensor, index: Tensor, num_segments: int) -> Tensor:
+    """``out[r] = sum_{index[m] = r} src[m]``: ``src [M, *]``, ``index [M]`` in ``[0,
+    num_segments)`` → ``[num_segments, *]``, ``src``'s dtype; empty segments are zeros."""
+    return src.new_zeros(num_segments, *src.shape[1:]).index_add_(0, index, src)
+
+
+def segment_max(src: Tensor, index: Tensor, num_segments: int) -> Tensor:
+    """Element-wise ``out[r] = max_{index[m] = r} src[m]``: ``src [M, *]``, ``index [M]`` →
+    ``[num_segments, *]``; empty segments are zeros (never ``-inf``). At a tie the gradient is
+    shared equally by the tied entries (``torch.scatter_reduce``'s ``"amax"``)."""
+    out = src.new_zeros(num_segments, *src.shape[1:])
+    index = index.reshape(-1, *([1] * (src.dim() - 1))).expand_as(src)    # [M, *]
+    return out.scatter_reduce(0, index, src, "amax", include_self=False)
+
+
+def segment_mean_weight(index: Tensor, num_segments: int, dtype: torch.dtype = torch.float32
+                        ) -> Tensor:
+    """``1 / |segment of m|`` ``[M]`` in ``dtype`` for ``index [M]``: the weights that make a
+    weighted sum a segment mean (``segment_sum(w[:, None] * x, ...)``, a sparse product, the
+    no-attention ablation's ``pi``); an empty segment's mean is then 0."""
+    count = torch.bincount(index, minlength=num_segments).clamp(min=1).to(dtype)  # [N]
+    return 1.0 / count[index]
+
+
 def weighted_sum(index: Tensor, weight: Tensor, x: Tensor, num_rows: int) -> Tensor:
     """``out[r] = sum_{index[m] = r} weight[m] x[m]``; ``x [M, d]`` → ``[num_rows, d]`` (rows
     without entries are zeros)."""
-    return x.new_zeros(num_rows, x.size(1)).index_add(0, index, weight.unsqueeze(1) * x)
+    return segment_sum(weight.unsqueeze(1) * x, index, num_rows)
 
 
 def segment_softmax(segment: Tensor, score: Tensor, num_segments: int) -> Tensor:
     """Softmax of ``score [M]`` within each ``segment`` id (``[M]``, in ``[0, num_segments)``),
     shifted by each segment's max so large scores never overflow (the shift is a constant to
     autograd: the softmax does not change with it): ``[M]``."""
-    top = torch.full((num_segments,), -torch.inf, dtype=score.dtype, device=score.device)
-    top = top.scatter_reduce(0, segment, score.detach(), "amax", include_self=True)
+    top = segment_max(score.detach(), segment, num_segments)  # [num_segments]
     e = torch.exp(score - top[segment])  # [M] in (0, 1]
-    total = torch.zeros(num_segments, dtype=score.dtype, device=score.device)
-    return e / total.index_add_(0, segment, e)[segment]
+    return e / segment_sum(e, segment, num_segments)[segment]

@@ -29,6 +29,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
+from reelgraph.graph import segment_sum
+
 
 def adaptive_loss(pos_score: Tensor, neg_score: Tensor, upper: Tensor, lower: Tensor,
                   margin: float, pos_weight: float | Tensor = 1.0,
@@ -81,9 +83,9 @@ def full_adaptive_loss(user: Tensor, item: Tensor, index: Tensor, pos: Tensor, u
         scatter = scatter + centred.T @ centred
     every = ((user @ scatter) * user).sum(1) + n * (user @ mu - lower).pow(2)       # [B]
     s = (user[index] * item[pos]).sum(1)                                            # [M]
-    zero = user.new_zeros(user.size(0))
-    up = zero.index_add(0, index, pos_weight * (upper[index] - s).pow(2))           # [B]
-    seen = zero.index_add(0, index, (s - lower[index]).pow(2))                      # [B]
+    b = user.size(0)
+    up = segment_sum(pos_weight * (upper[index] - s).pow(2), index, b)              # [B]
+    seen = segment_sum((s - lower[index]).pow(2), index, b)                         # [B]
     return up + neg_weight * (every - seen)
 
 
@@ -122,9 +124,8 @@ def full_wr_loss(user: Tensor, item: Tensor, index: Tensor, pos: Tensor, *,
         every = every + (checkpoint(_sigmoid_sq_sum, user, block, use_reentrant=False)
                          if torch.is_grad_enabled() else _sigmoid_sq_sum(user, block))
     y = torch.sigmoid((user[index] * item[pos]).sum(1))                              # [M]
-    zero = user.new_zeros(b)
-    up = zero.index_add(0, index, pos_weight * (1 - y).pow(2))                       # [B]
-    seen = zero.index_add(0, index, y.pow(2))                                        # [B]
+    up = segment_sum(pos_weight * (1 - y).pow(2), index, b)                          # [B]
+    seen = segment_sum(y.pow(2), index, b)                                           # [B]
     return up + neg_weight * (every - seen)
 
 

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from reelgraph.graph import expand_rows
+from reelgraph.graph import expand_rows, segment_sum
 
 
 def weighted_cosine(x: Tensor, heads: Tensor, row: Tensor, col: Tensor) -> Tensor:
@@ -19,11 +19,11 @@ def weighted_cosine(x: Tensor, heads: Tensor, row: Tensor, col: Tensor) -> Tenso
 
 def gcn_self_loop(h: Tensor, row: Tensor, col: Tensor, weight: Tensor, loop: Tensor) -> Tensor:
     """``D^-1/2 (A + loop I) D^-1/2 h`` with edge values ``weight [E]`` (eq. 4 before ReLU)."""
-    deg = torch.zeros(h.size(0), device=h.device).index_add(0, row, weight) + loop  # [I]
+    deg = segment_sum(weight, row, h.size(0)) + loop                         # [I]
     norm = deg.clamp(min=1e-12).rsqrt()
     msg = (norm[row] * weight * norm[col]).unsqueeze(1) * h[col]            # [E, d]
     own = (loop / deg.clamp(min=1e-12)).unsqueeze(1) * h
-    return torch.zeros_like(h).index_add(0, row, msg) + own
+    return segment_sum(msg, row, h.size(0)) + own
 
 
 def semantic_rows(x: Tensor, heads: Tensor, encoder: nn.Module, loop: Tensor, row: Tensor,
@@ -43,13 +43,11 @@ def semantic_rows(x: Tensor, heads: Tensor, encoder: nn.Module, loop: Tensor, ro
     at_end = lambda i: torch.searchsorted(ends, i)  # noqa: E731 (sorted ids)
     at_node = lambda i: torch.searchsorted(nodes, i)  # noqa: E731
     cos = lambda e: (z[at_end(row[e])] * z[at_end(col[e])]).sum(-1) / heads.size(0)  # noqa: E731
-    deg = torch.zeros(nodes.numel(), device=x.device).index_add(
-        0, at_node(row[e2]), F.relu(cos(e2))) + loop                         # [n]
+    deg = segment_sum(F.relu(cos(e2)), at_node(row[e2]), nodes.numel()) + loop  # [n]
     norm = deg.clamp(min=1e-12).rsqrt()
     h = encoder(x[nodes])                                                   # [n, d]
     r, c = at_node(row[e1]), at_node(col[e1])
     msg = (norm[r] * F.relu(cos(e1)) * norm[c]).unsqueeze(1) * h[c]
     own = at_node(rows)
-    out = torch.zeros(rows.numel(), h.size(1), device=x.device).index_add(
-        0, torch.searchsorted(rows, row[e1]), msg)
+    out = segment_sum(msg, torch.searchsorted(rows, row[e1]), rows.numel())  # [R, d]
     return F.relu(out + (loop / deg[own].clamp(min=1e-12)).unsqueeze(1) * h[own])

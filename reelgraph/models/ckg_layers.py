@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from reelgraph.graph import segment_softmax
+from reelgraph.graph import segment_mean_weight, segment_softmax
 from reelgraph.samplers.plans.ckg import CKGraph
 
 
@@ -62,12 +62,6 @@ def attention_logits(x: Tensor, rel: Tensor, w: Tensor, g: CKGraph) -> Tensor:
     wh = project_runs(x.index_select(0, g.head), w, counts)              # [E, k]
     wt = project_runs(x.index_select(0, g.tail), w, counts)              # [E, k]
     return (wt * torch.tanh(wh + rel.index_select(0, g.relation))).sum(-1)
-
-
-def uniform_weights(index: Tensor, num_rows: int) -> Tensor:
-    """The no-attention ablation's ``pi = 1 / |N_h|`` ``[E]`` (KGAT's "w/o Att")."""
-    deg = torch.bincount(index, minlength=num_rows).clamp(min=1)         # [N]
-    return 1.0 / deg[index].float()
 
 
 class _EdgeSpMM(torch.autograd.Function):
@@ -132,7 +126,7 @@ class CKGTower(nn.Module):
         (``None``: the whole table; uniform without ``attention``; computed without gradient
         with ``detach``)."""
         if not attention:
-            return uniform_weights(g.head, g.num_nodes)
+            return segment_mean_weight(g.head, g.num_nodes)  # "w/o Att": 1 / |N_h|
         x = self.entity if x is None else x
         with torch.set_grad_enabled(torch.is_grad_enabled() and not detach):
             logits = attention_logits(x, self.relation, self.projection, g)

@@ -11,8 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from reelgraph.graph import weighted_sum
-from reelgraph.graph import segment_softmax
+from reelgraph.graph import segment_max, segment_mean_weight, segment_softmax, weighted_sum
 
 
 class InteractionAttention(nn.Module):
@@ -41,8 +40,7 @@ class InteractionAttention(nn.Module):
     def weights(self, x: Tensor, e_owner: Tensor, pos: Tensor, num_rows: int) -> Tensor:
         """Eqs. 9-10: ``β [M]`` of ``x [M, d]`` for owners ``e_owner [M, d]`` (row ``pos``)."""
         if self.att1 is None:
-            count = torch.bincount(pos, minlength=num_rows).clamp(min=1).to(x.dtype)
-            return 1.0 / count[pos]
+            return segment_mean_weight(pos, num_rows, x.dtype)
         score = self.att2(F.relu(self.att1(torch.cat([x, e_owner], 1)))).squeeze(1)  # [M] β*
         return segment_softmax(pos, score, num_rows)
 
@@ -79,9 +77,7 @@ class NeighbourPool(nn.Module):
         if self.pool is None:
             n = weighted_sum(pos, weight.to(e_nbr.dtype), e_nbr, S)         # [S, d] eq. 2
         else:
-            msg = F.relu(self.pool(e_nbr))                                  # [N, d]
-            n = msg.new_zeros(S, msg.size(1)).scatter_reduce(
-                0, pos.unsqueeze(1).expand_as(msg), msg, "amax", include_self=False)
+            n = segment_max(F.relu(self.pool(e_nbr)), pos, S)               # [S, d]
         return F.relu(self.combine(e_self + n))                             # [S, d] eq. 4
 
 

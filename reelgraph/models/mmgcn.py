@@ -54,7 +54,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from reelgraph.errors import ConfigError
-from reelgraph.graph import FullGraph, Subgraph, csr_rows, node_rows
+from reelgraph.graph import (FullGraph, Subgraph, csr_rows, node_rows, segment_max,
+                             segment_mean_weight)
 from reelgraph.models.base import (GraphConfig, Recommender, bpr_terms, check_values,
                                    init_tables_, int_at_least)
 from reelgraph.samplers.batch import GraphBatch
@@ -116,13 +117,11 @@ def aggregate(x: Tensor, row: Tensor, col: Tensor, num_rows: int, how: str) -> T
     """``[num_rows, d]``: per row ``v`` the mean (``how="mean"``) or element-wise max
     (``"max"``) of ``x[col]`` over its edges ``row == v``; 0 for a row without edges."""
     if how == "mean":
-        deg = torch.bincount(row, minlength=num_rows).clamp(min=1)       # [num_rows]
-        adj = torch.sparse_coo_tensor(torch.stack([row, col]), 1.0 / deg[row].to(x.dtype),
+        adj = torch.sparse_coo_tensor(torch.stack([row, col]),
+                                      segment_mean_weight(row, num_rows, x.dtype),
                                       (num_rows, x.size(0)), check_invariants=False)
-        return torch.sparse.mm(adj, x)
-    index = row.unsqueeze(1).expand(-1, x.size(1))                       # [M, d]
-    return x.new_zeros(num_rows, x.size(1)).scatter_reduce(0, index, x[col], "amax",
-                                                           include_self=False)
+        return torch.sparse.mm(adj, x)  # no [M, d] messages kept for the backward pass
+    return segment_max(x[col], row, num_rows)
 
 
 def mmgcn_layer(x: Tensor, ids: Tensor | None, row: Tensor, col: Tensor, t: int,

@@ -56,7 +56,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from reelgraph.errors import ConfigError, valid_number
-from reelgraph.graph import Subgraph, weighted_sum
+from reelgraph.graph import Subgraph, segment_max, weighted_sum
 from reelgraph.models.base import (GraphConfig, Recommender, bpr_loss, check_values, init_tables_,
                                    int_at_least, l2_loss, make_plan)
 from reelgraph.samplers.plans.sage import SAGEBatch, SAGEPlan, SAGEStatic
@@ -161,8 +161,7 @@ def aggregate(h_src: Tensor, row: Tensor, col: Tensor, weight: Tensor, num_rows:
     element-wise max (``h_src`` already pooled); rows without neighbours get zeros."""
     msg = h_src[col]  # [M, d]
     if max_pool:
-        return h_src.new_zeros(num_rows, h_src.size(1)).scatter_reduce(
-            0, row.unsqueeze(1).expand_as(msg), msg, "amax", include_self=False)
+        return segment_max(msg, row, num_rows)
     return weighted_sum(row, weight, msg, num_rows)
 
 

@@ -17,9 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch_geometric.utils import softmax
-
-from reelgraph.graph import FullGraph, Subgraph, csr_rows, weighted_sum
+from reelgraph.graph import FullGraph, Subgraph, csr_rows, segment_softmax, weighted_sum
 
 
 def gate_scores(h_dst: Tensor, h_src: Tensor, row: Tensor, col: Tensor, scale: Tensor) -> Tensor:
@@ -31,7 +29,7 @@ def attention_scores(query: Tensor, key: Tensor, row: Tensor, col: Tensor) -> Te
     """Eqs. 3–4 per edge: ``softmax`` over each row's edges of ``query[row] . tanh(key)[col]``,
     from ``query = W_h e [T, d]`` and ``key = W_t e [N, d]``; ``[M]``."""
     logit = (query[row] * torch.tanh(key)[col]).sum(-1)              # [M]
-    return softmax(logit, row, num_nodes=query.size(0))
+    return segment_softmax(row, logit, query.size(0))
 
 
 class GatedAttention(nn.Module):

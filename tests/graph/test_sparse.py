@@ -1,0 +1,79 @@
+"""The segment reductions of :mod:`reelgraph.graph.sparse` against hand-computed answers, and
+against PyG's ``scatter`` / ``softmax`` where their semantics are the same."""
+import pytest
+import torch
+from torch_geometric.utils import scatter, softmax
+
+from reelgraph.graph import (mean_pool_matrix, pool, segment_max, segment_mean_weight,
+                             segment_softmax, segment_sum, weighted_sum)
+
+# three segments: 0 holds entries 0 and 2, 1 is empty, 2 holds entries 1 and 3
+INDEX = torch.tensor([0, 2, 0, 2])
+X = torch.tensor([[1.0, -2.0], [3.0, 4.0], [5.0, -6.0], [3.0, -1.0]])
+
+
+def test_segment_sum_by_hand():
+    assert segment_sum(X, INDEX, 3).tolist() == [[6.0, -8.0], [0.0, 0.0], [6.0, 3.0]]
+    assert segment_sum(X[:, 0], INDEX, 4).tolist() == [6.0, 0.0, 6.0, 0.0]  # [M] → [N]
+
+
+def test_segment_max_by_hand_empty_is_zero_not_minus_inf():
+    # column 1 of segment 0 is all negative: the max (-2), not the empty fill (0)
+    assert segment_max(X, INDEX, 3).tolist() == [[5.0, -2.0], [0.0, 0.0], [3.0, 4.0]]
+    assert segment_max(-X[:, 0], INDEX, 3).tolist() == [-1.0, 0.0, -3.0]
+
+
+def test_segment_max_shares_the_gradient_at_a_tie():
+    x = X.clone().requires_grad_()
+    segment_max(x, INDEX, 3).sum().backward()
+    # segment 2, column 0: entries 1 and 3 tie at 3.0 and split the gradient
+    assert x.grad.tolist() == [[0.0, 1.0], [0.5, 1.0], [1.0, 0.0], [0.5, 0.0]]
+
+
+def test_segment_mean_weight_by_hand():
+    assert segment_mean_weight(torch.tensor([0, 2, 2, 2]), 3).tolist() == pytest.approx(
+        [1.0, 1 / 3, 1 / 3, 1 / 3])
+    assert segment_mean_weight(INDEX, 3).dtype == torch.float32
+    assert segment_mean_weight(INDEX, 3, torch.float64).dtype == torch.float64
+    mean = weighted_sum(INDEX, segment_mean_weight(INDEX, 3), X, 3)
+    assert mean.tolist() == [[3.0, -4.0], [0.0, 0.0], [3.0, 1.5]]  # empty segment: 0
+
+
+def test_weighted_sum_by_hand():
+    w = torch.tensor([2.0, 1.0, 0.5, -1.0])
+    assert weighted_sum(INDEX, w, X, 3).tolist() == [[4.5, -7.0], [0.0, 0.0], [0.0, 5.0]]
+
+
+def test_segment_softmax_by_hand():
+    score = torch.tensor([0.0, 1000.0, 0.0, 1000.0])  # large: the max shift avoids overflow
+    assert segment_softmax(INDEX, score, 3).tolist() == [0.5, 0.5, 0.5, 0.5]
+    e = torch.tensor([1.0, 2.0]).exp()
+    p = segment_softmax(torch.tensor([1, 1, 0]), torch.tensor([1.0, 2.0, 7.0]), 3)
+    assert p.tolist() == pytest.approx([*(e / e.sum()).tolist(), 1.0])
+
+
+def test_mean_pool_matrix_by_hand():
+    row, col = torch.tensor([0, 0, 2]), torch.tensor([1, 2, 0])
+    x = torch.tensor([[1.0], [2.0], [4.0]])
+    assert pool(mean_pool_matrix(row, col, 3, 3), x).tolist() == [[3.0], [0.0], [1.0]]
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_same_as_pyg(seed, dtype):
+    """Bit for bit on CPU (where PyG's max is torch.scatter_reduce too): sum, max (values and
+    tie gradients) and softmax."""
+    g = torch.Generator().manual_seed(seed)
+    n = 7
+    index = torch.randint(0, n - 2, (40,), generator=g)                 # rows n-2, n-1 empty
+    x = torch.randint(-3, 4, (40, 3), generator=g).to(dtype)          # small ints: many ties
+    assert torch.equal(segment_sum(x, index, n), scatter(x, index, 0, n, "sum"))
+    a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out = segment_max(a, index, n)
+    ref = scatter(b, index, 0, n, "max")
+    assert torch.equal(out, ref)
+    out.sum().backward()
+    ref.sum().backward()
+    assert torch.equal(a.grad, b.grad)
+    score = torch.randn(40, generator=g, dtype=dtype)
+    assert torch.equal(segment_softmax(index, score, n), softmax(score, index, num_nodes=n))
