@@ -7,7 +7,6 @@ import math
 import os
 
 import pytest
-import ray
 import torch
 import yaml
 
@@ -23,17 +22,6 @@ KG_WORLD = WorldConfig(num_users=200, num_items=300, num_creators=30, num_commun
                        textual_dim=0, chunk_users=200)
 # small enough for one CPU epoch in seconds, whatever the space draws for the rest
 MODELS = {"ckg": "reelgraph.models.CKGConfig", "isgnn": "reelgraph.models.ISGNNConfig"}
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, object_store_memory=128 << 20,
-                 log_to_driver=False)
-    yield
-    if started:
-        ray.shutdown()
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ import os
 import sys
 
 import pytest
-import ray
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 spec = importlib.util.spec_from_file_location(
@@ -16,17 +15,6 @@ spec = importlib.util.spec_from_file_location(
 model_table = importlib.util.module_from_spec(spec)
 sys.modules["model_table"] = model_table   # its dataclasses look their module up
 spec.loader.exec_module(model_table)
-
-
-@pytest.fixture
-def local_ray():
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, object_store_memory=128 << 20,
-                 log_to_driver=False)
-    yield
-    if started:
-        ray.shutdown()
 
 
 def _rows(out) -> list[dict]:

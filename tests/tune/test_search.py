@@ -21,7 +21,6 @@ import urllib.request
 
 import pandas as pd
 import pytest
-import ray
 import yaml
 
 from reelgraph.lightning_modules.cli import main as fit_main
@@ -29,17 +28,6 @@ from reelgraph.tune.search import STATE_FILE, run
 from reelgraph.tune.trial import FAULT_MARKER, LOG_SUBDIR
 
 METRIC = "val/recall@20"
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, object_store_memory=128 << 20,
-                 log_to_driver=False)
-    yield
-    if started:
-        ray.shutdown()
 
 
 def _fit_yaml(tmp_path, world: str, epochs: int) -> str:
