@@ -9,7 +9,9 @@ Times ``reelgraph.metrics.evaluate`` (K 10/20/50, Recall/Precision/NDCG/HitRate;
 ``--auc``) end to end, then per user batch, interleaved so that both sides share the machine's
 load: ours (``rank_users``), the previous evaluator (fresh score block, ``index_put`` mask, one
 full ``topk``, sorted keys) and a dense reference (Recall@20 only); checks that every metric
-agrees, and prints seconds, the ratios, peak RSS and ours per phase (``--phases``).
+agrees, and prints seconds, the ratios, peak RSS and ours per phase (``--phases``: on the
+evaluator's CPU blocks of users, ``_CPU_SCORES // items`` at a time, hit lookup and sums too,
+which the evaluator does once per batch).
 
     python benchmarks/evaluation.py                                   # uniform, batch 2048
     python benchmarks/evaluation.py --shape amazon-book --user-batch-size 4096 --phases
@@ -25,7 +27,7 @@ from collections import defaultdict
 import torch
 
 from reelgraph.graph import BipartiteGraph, contains_edges, edge_keys
-from reelgraph.metrics import (_mask_, batch_edges, evaluate, inner_product, metric_sums,
+from reelgraph.metrics import (_CPU_SCORES, _mask_, batch_edges, evaluate, inner_product, metric_sums,
                                per_user_metrics, rank_users_fn, ranking_hits, topk_pruned)
 
 KS = (10, 20, 50)
@@ -170,8 +172,10 @@ def main(argv=None) -> None:
         t = time.perf_counter()
         ref += reference_recall(user_emb, item_emb, batch, train, test)
         secs["reference"] += time.perf_counter() - t
+    rows = max(1, _CPU_SCORES // I)                  # the evaluator's CPU blocks of users
     for batch in torch.arange(U).split(a.user_batch_size) if a.phases else ():
-        phases(user_emb, item_emb, batch, train, test, parts, score_fn)
+        for part in batch.split(rows):
+            phases(user_emb, item_emb, part, train, test, parts, score_fn)
     for key, total in prev.items():
         assert abs(total / ours.num_users - ours.means()[key]) < 1e-9, key
     assert abs(ref / ours.num_users - ours.means()["recall@20"]) < 1e-9

@@ -161,6 +161,20 @@ def test_matches_dense_reference(random_problem, user_batch_size, item_chunk_siz
     _assert_close(res.means(), want)
 
 
+@pytest.mark.parametrize("block", [1, 200, 1000, 1 << 22])
+def test_cpu_user_blocks_match_dense_reference(random_problem, monkeypatch, block):
+    """Without AUC, CPU batches are scored and ranked ``_CPU_SCORES // items`` users at a time
+    (1, 1, 5 and all of them here): the same metrics as the dense reference."""
+    import reelgraph.metrics as metrics
+    monkeypatch.setattr(metrics, "_CPU_SCORES", block)
+    user_emb, item_emb, train, test, ks, (want, n_users, n_skip) = random_problem
+    for chunk in (200, 7):
+        res = evaluate(user_emb, item_emb, train, test, ks, user_batch_size=64,
+                       item_chunk_size=chunk, auc=False)
+        assert (res.num_users, res.num_skipped) == (n_users, n_skip)
+        _assert_close(res.means(), {k: v for k, v in want.items() if k != "auc"})
+
+
 def test_merge_of_halves_equals_whole(random_problem):
     user_emb, item_emb, train, test, ks, _ = random_problem
     whole = rank_users(user_emb, item_emb, torch.arange(50), train, test, ks)
