@@ -1,5 +1,6 @@
-"""CKG and its ablations on the planted cold-item KG world (:mod:`reelgraph.data.planted`), per
-seed: what the KG, the user side and the attention each add (issue 17).
+"""CKG and its ablations on the planted cold-item KG world (:mod:`reelgraph.data.planted`), or
+on its mirror where only the user KG places the cold users, per seed: what the KG, the user
+side and the attention each add (issue 17).
 
 The fit is the quality tests' (``tests/conftest.py``'s ``fit_recall``: RecDataModule + RecModule,
 batch 512, 4 negatives, Adam lr 1e-2, one thread, no validation, the last epoch tested on the
@@ -12,7 +13,12 @@ Variants (``--variants``): ``ckg`` (always fitted: the numerator), ``no-kg`` (``
 ``no-user-side`` (``user_side=False``: G_u alone, KGAT), ``no-attention`` (``attention=False``),
 ``mf`` (BPR-MF, d = 32).
 
+Worlds (``--world``): ``cold-items`` (``PlantedKGConfig()``, the default), ``cold-users``
+(``COLD_USER_WORLD``, the world of ``tests/models/test_ckg.py::
+test_short_fit_user_kg_beats_no_user_side_and_bpr_mf``; about 70 s a seed for all variants).
+
     OMP_NUM_THREADS=1 python benchmarks/ckg_planted_kg.py --seeds 0 1 2 3 4 5
+    OMP_NUM_THREADS=1 python benchmarks/ckg_planted_kg.py --world cold-users
 """
 from __future__ import annotations
 
@@ -26,7 +32,7 @@ from dataclasses import replace
 
 import torch
 
-from reelgraph.data.planted import PlantedKGConfig, write_planted_kg_world
+from reelgraph.data.planted import COLD_USER_WORLD, PlantedKGConfig, write_planted_kg_world
 from reelgraph.lightning_modules._pl import pl
 from reelgraph.lightning_modules.datamodule import RecDataModule
 from reelgraph.lightning_modules.module import RecModule
@@ -36,6 +42,7 @@ CKG = CKGConfig(embedding_dim=32, num_layers=2, kg_batch_size=512)
 VARIANTS: dict[str, ModelConfig] = {
     "ckg": CKG, "no-kg": replace(CKG, use_kg=False), "no-user-side": replace(CKG, user_side=False),
     "no-attention": replace(CKG, attention=False), "mf": MFConfig(embedding_dim=32)}
+WORLDS = {"cold-items": PlantedKGConfig(), "cold-users": COLD_USER_WORLD}
 
 
 def fit_recall(world: str, config: ModelConfig, seed: int, epochs: int) -> float:
@@ -59,12 +66,13 @@ def main() -> None:
     p.add_argument("--variants", nargs="+", choices=sorted(VARIANTS),
                    default=["no-kg", "no-user-side", "no-attention", "mf"])
     p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--world", choices=sorted(WORLDS), default="cold-items")
     args = p.parse_args()
     torch.set_num_threads(1)
     logging.disable(logging.WARNING)
     warnings.filterwarnings("ignore")
     with tempfile.TemporaryDirectory() as world:
-        print(json.dumps({"world": write_planted_kg_world(world, PlantedKGConfig())}), flush=True)
+        print(json.dumps({"world": write_planted_kg_world(world, WORLDS[args.world])}), flush=True)
         for seed in args.seeds:
             row: dict = {"seed": seed}
             recall = {}

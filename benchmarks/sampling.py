@@ -5,18 +5,26 @@ the process's peak memory, how the per-batch time changes when the graph grows 1
 batch fixed, the speed-up over a naive per-node Python loop, and the current neighbour sampler
 against the one before issue 18 (``neighbor_reference.py``) in this process, on this graph and
 on a uniform random one of the same size.
-pyg-lib / torch-sparse are not installable here, so PyG's C++ sampler is not compared.
+pyg-lib cannot be installed here and torch-sparse is no dependency (a 20-40 minute source
+build); with ``--torch-sparse SITE`` (a site-packages holding a built ``torch_sparse``, e.g. a
+benchmark-only venv made with ``MAX_JOBS=1 pip install --no-build-isolation torch-sparse==0.6.18``)
+PyG's C++ sampler (``torch.ops.torch_sparse.neighbor_sample``, what ``NeighborLoader`` runs without
+pyg-lib) joins that side-by-side on the same graphs, seeds, fan-outs and thread count.
 
     python benchmarks/sampling.py --num-nodes 200000 --avg-degree 10
+    python benchmarks/sampling.py --batch-size 4096 --repeats 10 --threads 1 --skip-scaling \
+        --torch-sparse /work/ts-venv/lib/python3.11/site-packages
 """
 from __future__ import annotations
 
 import argparse
+import glob
 import importlib.util
 import os
 import random
 import resource
 import time
+import types
 
 import torch
 
@@ -182,10 +190,30 @@ def uniform_csr(n: int, avg_degree: float, seed: int) -> tuple[torch.Tensor, tor
     return rowptr, col
 
 
+def torch_sparse_sampler(site: str):
+    """PyG's C++ neighbour sampler from a built torch-sparse under ``site`` (only its two
+    libraries are loaded: the Python package also wants torch-scatter), with our signature."""
+    for lib in ("_version_cpu", "_neighbor_sample_cpu"):
+        matches = glob.glob(os.path.join(site, "torch_sparse", lib + "*.so"))
+        if not matches:
+            raise SystemExit(f"--torch-sparse {site}: no torch_sparse/{lib}*.so there")
+        torch.ops.load_library(matches[0])
+    op = torch.ops.torch_sparse.neighbor_sample
+
+    def sample(rowptr, col, seeds, *, fanouts, generator=None, replace=False):
+        # It samples the in-neighbours of a CSC (colptr, row): the same as ours on (rowptr,
+        # col). directed=True: only the sampled edges, as NeighborLoader's default. Its random
+        # stream is its own (``generator`` is ignored).
+        node, row, col_, edge = op(rowptr, col, seeds, fanouts, replace, True)
+        return types.SimpleNamespace(edge=edge, node=node)
+    return sample
+
+
 def bench_old_vs_new(args) -> None:
-    """Pre-issue-18 vs current ``neighbor_sample`` on the same CPU graphs and seeds, in one
-    process: blocks of ``--repeats`` calls, old then new, twice (so load on the machine hits
-    both alike), each block after one warm-up call; the median per-call rate of each."""
+    """Pre-issue-18 vs current ``neighbor_sample`` (and, with ``--torch-sparse``, PyG's C++
+    sampler, unweighted cases) on the same CPU graphs and seeds, in one process: blocks of
+    ``--repeats`` calls per implementation in turn, twice (so load on the machine hits all
+    alike), each block after one warm-up call; the median per-call rate of each."""
     fanouts = [int(f) for f in args.fanouts.split(",")]
     n = args.num_nodes
     g = torch.Generator().manual_seed(args.seed)
@@ -197,20 +225,28 @@ def bench_old_vs_new(args) -> None:
              ("power-law", power, "weighted", {"cum_weight": cum}),
              ("uniform", uniform_csr(n, args.avg_degree, args.seed), "without replacement", {})]
     impls = {"old": neighbor_reference.neighbor_sample, "new": neighbor_sample}
+    if args.torch_sparse:
+        impls["pyg"] = torch_sparse_sampler(args.torch_sparse)
     for graph, (rowptr, col), name, kw in cases:
-        rates: dict[str, list[float]] = {"old": [], "new": []}
+        rates: dict[str, list[float]] = {i: [] for i in impls}
         for _ in range(2):
             for impl, fn in impls.items():
+                if impl == "pyg" and "cum_weight" in kw:
+                    continue                                    # torch-sparse has no weights
                 gen = torch.Generator().manual_seed(args.seed)
                 for r in range(args.repeats + 1):
                     start = time.perf_counter()
                     out = fn(rowptr, col, seeds, fanouts=fanouts, generator=gen, **kw)
                     if r:  # the first call of a block warms up
                         rates[impl].append(out.edge.numel() / (time.perf_counter() - start))
-        old, new = (sorted(rates[i])[len(rates[i]) // 2] for i in ("old", "new"))
-        print(f"  {graph:<9} {name:<20} {out.edge.numel():>8,} edges   old "
-              f"{old / 1e6:6.2f}M edges/s   new {new / 1e6:6.2f}M edges/s   "
-              f"new / old {new / old:5.2f}x")
+        rate = {i: sorted(r)[len(r) // 2] for i, r in rates.items() if r}
+        old, new = rate["old"], rate["new"]
+        text = (f"  {graph:<9} {name:<20} {out.edge.numel():>8,} edges   old "
+                f"{old / 1e6:6.2f}M edges/s   new {new / 1e6:6.2f}M edges/s   "
+                f"new / old {new / old:5.2f}x")
+        if "pyg" in rate:
+            text += f"   PyG C++ {rate['pyg'] / 1e6:6.2f}M edges/s   new / PyG {new / rate['pyg']:5.2f}x"
+        print(text)
 
 
 def main() -> None:
@@ -227,14 +263,17 @@ def main() -> None:
     p.add_argument("--skip-scaling", action="store_true", help="skip the 10x-graph run")
     p.add_argument("--skip-old", action="store_true",
                    help="skip the side-by-side with the pre-issue-18 neighbour sampler")
+    p.add_argument("--torch-sparse", metavar="SITE",
+                   help="a site-packages holding a built torch_sparse: adds PyG's C++ sampler "
+                        "to the side-by-side (a yardstick, never a dependency)")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     missing = [m for m in ("pyg_lib", "torch_sparse") if importlib.util.find_spec(m) is None]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, load average "
           f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; "
-          f"not installed: {', '.join(missing) or 'none'} -> PyG's C++ neighbour sampler is not "
-          "compared; the baseline is a naive per-node Python loop in this process")
+          f"not installed: {', '.join(missing) or 'none'}; PyG's C++ neighbour sampler: "
+          f"{'from ' + args.torch_sparse if args.torch_sparse else 'not compared (--torch-sparse)'}")
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available()
                                        else [])
     for device in devices:
@@ -245,8 +284,8 @@ def main() -> None:
     print("[cpu] vectorised vs naive per-node loop (same graph, batch, fan-outs):")
     bench_naive(args)
     if not args.skip_old:
-        print(f"[cpu] neighbour sampler before / after issue 18 ({torch.get_num_threads()} "
-              "threads, median of 2 x --repeats calls each):")
+        print(f"[cpu] neighbour sampler before / after issue 18{' / PyG C++' if args.torch_sparse else ''}"
+              f" ({torch.get_num_threads()} threads, median of 2 x --repeats calls each):")
         bench_old_vs_new(args)
 
 
