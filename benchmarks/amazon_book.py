@@ -141,6 +141,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--reg", type=float, default=1e-4)
     p.add_argument("--dim", type=int, default=64)
     p.add_argument("--layers", type=int, default=3)
+    p.add_argument("--init", choices=["normal", "xavier", "spectral"], default="normal",
+                   help="LightGCN's layer-0 init; spectral: GF-CF's low-pass subspace "
+                        "(reelgraph/models/spectral_init.py), its SVD counted in training time")
     p.add_argument("--accelerator", default="auto")
     p.add_argument("--max-minutes", type=float, default=None, help="stop training after this long")
     p.add_argument("--target-recall", type=float, default=None,
@@ -162,7 +165,7 @@ def summary(a: argparse.Namespace, timer: EpochTimer, trainer, dm: RecDataModule
              for (e, t, r, n), s in zip(timer.rows, timer.eval_s)]
     return {"library": "reelgraph", "model": a.model, "threads": torch.get_num_threads(),
             "settings": {k: getattr(a, k) for k in (
-                "batch_size", "negatives", "lr", "reg", "dim", "layers", "val_check_interval",
+                "batch_size", "negatives", "lr", "reg", "dim", "layers", "init", "val_check_interval",
                 "eval_every", "max_minutes", "target_recall")},
             "items": dm.num_items, "test_users": int(trainer.callback_metrics.get("val/num_users", 0)),
             "steps_per_epoch": trainer.num_training_batches, "epochs_run": epochs,
@@ -185,10 +188,16 @@ def main(argv=None) -> None:
     dm.setup("fit")
     if a.model == "lightgcn" and not a.no_propagation_ratio:
         propagation_ratio(dm, a.dim, a.layers)
-    cfg = (LightGCNConfig(embedding_dim=a.dim, num_layers=a.layers, reg_weight=a.reg)
-           if a.model == "lightgcn" else MFConfig(embedding_dim=a.dim, reg_weight=a.reg))
+    cfg = (LightGCNConfig(embedding_dim=a.dim, num_layers=a.layers, reg_weight=a.reg,
+                          init=a.init)
+           if a.model == "lightgcn" else MFConfig(embedding_dim=a.dim, reg_weight=a.reg,
+                                                   init=a.init))
     module = RecModule(cfg, lr=a.lr, ks=(20,), auc=False)
     timer = EpochTimer(a.target_recall, a.stop_at_epoch_end)
+    start = time.perf_counter()
+    module.model = module._build(dm.store)      # here, not in fit: its init is training time
+    timer.train_s = time.perf_counter() - start
+    print(f"model built in {timer.train_s:.2f} s (init {a.init}; counted as training time)")
     every = ({"val_check_interval": a.val_check_interval, "check_val_every_n_epoch": 1}
              if a.val_check_interval else {"check_val_every_n_epoch": a.eval_every})
     trainer = pl.Trainer(max_epochs=a.epochs, **every,

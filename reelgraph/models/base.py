@@ -72,7 +72,8 @@ INITS = ("normal", "xavier")
 
 
 def init_tables_(config: "EmbeddingConfig", *tables: Tensor) -> None:
-    """Initialise ID tables ``[rows, d]`` (or row slices of one) in place by ``config.init``."""
+    """Initialise ID tables ``[rows, d]`` (or row slices of one) in place by ``config.init``
+    (``"spectral"`` needs the graph: normal here, overwritten by the config's ``build``)."""
     with torch.no_grad():
         for t in tables:
             if config.init == "xavier":
@@ -89,11 +90,15 @@ class EmbeddingConfig(ModelConfig):
     reg_weight: float = 1e-4  # L2 on the batch's layer-0 (ego) rows
     init_std: float = 0.1     # init="normal": std of the ID tables' N(0, std)
     init: str = "normal"      # "normal", or "xavier": Xavier-uniform per table, U(-b, b) with
-    #                           b = sqrt(6 / (rows + d)) (the init of SimGCL's and NGCF's code)
+    #                           b = sqrt(6 / (rows + d)) (the init of SimGCL's and NGCF's code);
+    #                           LightGCN also "spectral" (reelgraph/models/spectral_init.py)
+
+    inits: ClassVar[tuple[str, ...]] = INITS  # the values of ``init`` this model accepts
 
     def __post_init__(self):
-        if self.init not in INITS:
-            raise ValueError(f"{type(self).__name__}: init={self.init!r}; choose from {INITS}")
+        if self.init not in self.inits:
+            raise ValueError(f"{type(self).__name__}: init={self.init!r}; choose from "
+                             f"{self.inits}")
         check_values(type(self).__name__,
                embedding_dim=(self.embedding_dim, lambda v: v >= 1 and v == int(v), "an int >= 1"),
                reg_weight=(self.reg_weight, lambda v: v >= 0, "a finite number >= 0"),

@@ -21,11 +21,15 @@ learn to read a positive off its own pair's neighbourhood). ``exclude_targets=Tr
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
+import torch
 from torch import Tensor, nn
 
 from reelgraph.graph import FullGraph, Subgraph, node_rows, propagate_mean
-from reelgraph.models.base import GraphConfig, Recommender, graph_bpr, init_tables_
+from reelgraph.models.base import (INITS, GraphConfig, Recommender, check_values, graph_bpr,
+                                   init_tables_, int_at_least)
+from reelgraph.models.spectral_init import spectral_tables
 from reelgraph.samplers.batch import GraphBatch
 from reelgraph.samplers.plans.gcn import GCNStatic
 
@@ -33,10 +37,27 @@ from reelgraph.samplers.plans.gcn import GCNStatic
 @dataclass(frozen=True)
 class LightGCNConfig(GraphConfig):
     """LightGCN: the :class:`GraphConfig` fields (``embedding_dim``, ``num_layers``,
-    ``reg_weight``, ``init_std``, ``fanouts``, ``exclude_targets``, ``chunk_size``)."""
+    ``reg_weight``, ``init_std``, ``init``, ``fanouts``, ``exclude_targets``, ``chunk_size``).
+    ``init="spectral"`` starts layer 0 at GF-CF's low-pass subspace of the train graph
+    (:mod:`reelgraph.models.spectral_init`; built once per ``build``, seeded by ``init_seed``)."""
+
+    init_seed: int = 0                 # init="spectral": the randomised SVD's seed
+
+    inits: ClassVar[tuple[str, ...]] = INITS + ("spectral",)
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_values(type(self).__name__,
+                     init_seed=(self.init_seed, int_at_least(0), "an int >= 0"))
 
     def build(self, store) -> "LightGCN":
-        return LightGCN(store.num_users, store.num_items, self)
+        model = LightGCN(store.num_users, store.num_items, self)
+        if self.init == "spectral":
+            user, item = spectral_tables(store.graph("train"), self.embedding_dim,
+                                         self.init_std, self.init_seed)
+            with torch.no_grad():
+                model.embedding.weight.copy_(torch.cat([user, item]))
+        return model
 
 
 class LightGCN(Recommender):
