@@ -145,6 +145,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="LightGCN's layer-0 init; spectral: GF-CF's low-pass subspace "
                         "(reelgraph/models/spectral_init.py), its SVD counted in training time")
     p.add_argument("--accelerator", default="auto")
+    p.add_argument("--precision", default="32-true",
+                   help="Lightning's Trainer precision, e.g. bf16-mixed (autocast; the sparse "
+                        "propagation stays float32: torch has no bfloat16 CSR product on CPU)")
     p.add_argument("--max-minutes", type=float, default=None, help="stop training after this long")
     p.add_argument("--target-recall", type=float, default=None,
                    help="stop at the first evaluation whose Recall@20 is at least this")
@@ -165,7 +168,8 @@ def summary(a: argparse.Namespace, timer: EpochTimer, trainer, dm: RecDataModule
              for (e, t, r, n), s in zip(timer.rows, timer.eval_s)]
     return {"library": "reelgraph", "model": a.model, "threads": torch.get_num_threads(),
             "settings": {k: getattr(a, k) for k in (
-                "batch_size", "negatives", "lr", "reg", "dim", "layers", "init", "val_check_interval",
+                "batch_size", "negatives", "lr", "reg", "dim", "layers", "init", "precision",
+                "val_check_interval",
                 "eval_every", "max_minutes", "target_recall")},
             "items": dm.num_items, "test_users": int(trainer.callback_metrics.get("val/num_users", 0)),
             "steps_per_epoch": trainer.num_training_batches, "epochs_run": epochs,
@@ -200,7 +204,7 @@ def main(argv=None) -> None:
     print(f"model built in {timer.train_s:.2f} s (init {a.init}; counted as training time)")
     every = ({"val_check_interval": a.val_check_interval, "check_val_every_n_epoch": 1}
              if a.val_check_interval else {"check_val_every_n_epoch": a.eval_every})
-    trainer = pl.Trainer(max_epochs=a.epochs, **every,
+    trainer = pl.Trainer(max_epochs=a.epochs, **every, precision=a.precision,
                          accelerator=a.accelerator, devices=1, logger=False,
                          enable_checkpointing=False, callbacks=[timer], num_sanity_val_steps=0,
                          enable_progress_bar=False,

@@ -49,12 +49,15 @@ def sym_norm_rows(rowptr: Tensor, col: Tensor, deg: Tensor, start: int = 0,
 
 
 class _SymmetricSpMM(torch.autograd.Function):
-    """``adj @ x`` whose backward reuses ``adj`` (it is symmetric), never transposing a CSR."""
+    """``adj @ x`` whose backward reuses ``adj`` (it is symmetric), never transposing a CSR.
+    Always float32 (or ``x``'s own dtype) under autocast: torch's CPU sparse CSR product has no
+    bfloat16 kernel, so mixed precision leaves the propagation as it is."""
 
     @staticmethod
     def forward(ctx, adj: Tensor, x: Tensor) -> Tensor:
         ctx.adj = adj
-        return adj @ x
+        with torch.autocast(x.device.type, enabled=False):
+            return adj @ x
 
     @staticmethod
     def backward(ctx, grad: Tensor):
