@@ -77,3 +77,19 @@ def test_same_as_pyg(seed, dtype):
     assert torch.equal(a.grad, b.grad)
     score = torch.randn(40, generator=g, dtype=dtype)
     assert torch.equal(segment_softmax(index, score, n), softmax(score, index, num_nodes=n))
+
+
+def test_sym_spmm_stays_float32_under_bf16_autocast():
+    """torch's CPU sparse CSR product has no bfloat16 kernel: under ``bf16-mixed`` autocast the
+    propagation runs (it raised NotImplementedError before) and equals float32, gradient too."""
+    from reelgraph.graph.sparse import csr_tensor, sym_spmm
+    rowptr, col = torch.tensor([0, 2, 3, 4]), torch.tensor([1, 2, 0, 0])
+    adj = csr_tensor(rowptr, col, torch.tensor([0.5, 0.25, 0.5, 0.25]), (3, 3))
+    x = torch.randn(3, 4, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    want = sym_spmm(adj, x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = sym_spmm(adj, x)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, want)
+    got.sum().backward()
+    torch.testing.assert_close(x.grad, adj @ torch.ones(3, 4))
