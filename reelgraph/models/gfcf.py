@@ -80,15 +80,22 @@ def normalized_values(train: BipartiteGraph) -> Tensor:
     return (d_u[train.users()] * d_i[train.col]).rsqrt()
 
 
-def top_right_singular(adj: Tensor, k: int, oversample: int, niter: int, seed: int) -> Tensor:
-    """``V_k [I, k']``, the top right singular vectors of the sparse ``adj [U, I]`` (descending),
-    ``k' = min(k, U, I)``: :func:`torch.svd_lowrank` with ``q = min(k + oversample, U, I)``
-    columns, seeded, the global RNG left as it was."""
+def top_singular(adj: Tensor, k: int, oversample: int, niter: int, seed: int
+                 ) -> tuple[Tensor, Tensor, Tensor]:
+    """``(P [U, q], S [q], V [I, q])``, the top singular triplets of the sparse ``adj [U, I]``
+    (descending; the first ``min(k, q)`` are the ones asked for): :func:`torch.svd_lowrank` with
+    ``q = min(k + oversample, U, I)`` columns, seeded, the global RNG left as it was."""
     q = min(k + oversample, *adj.shape)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        _, _, v = torch.svd_lowrank(adj, q=q, niter=niter)               # [I, q]
-    return v[:, :min(k, q)]
+        return torch.svd_lowrank(adj, q=q, niter=niter)
+
+
+def top_right_singular(adj: Tensor, k: int, oversample: int, niter: int, seed: int) -> Tensor:
+    """``V_k [I, k']``, the top right singular vectors of ``adj`` (:func:`top_singular`),
+    ``k' = min(k, U, I)``."""
+    v = top_singular(adj, k, oversample, niter, seed)[2]                # [I, q]
+    return v[:, :min(k, v.size(1))]
 
 
 class GFCF(Recommender):

@@ -19,22 +19,21 @@ import torch
 from torch import Tensor
 
 from reelgraph.graph import BipartiteGraph, csr_tensor
-from reelgraph.models.gfcf import normalized_values
+from reelgraph.models.gfcf import normalized_values, top_singular
 
 
 def spectral_tables(train: BipartiteGraph, dim: int, std: float, seed: int = 0,
                     oversample: int = 32, niter: int = 4) -> tuple[Tensor, Tensor]:
     """``(user [U, dim], item [I, dim])`` layer-0 tables from the top ``dim`` singular triplets
-    of ``R~`` (:func:`torch.svd_lowrank`, ``q = min(dim + oversample, U, I)`` columns, ``niter``
-    subspace iterations, seeded; the global RNG is left as it was), scaled to RMS ``std``."""
+    of ``R~`` (:func:`~reelgraph.models.gfcf.top_singular`: ``q = min(dim + oversample, U, I)``
+    columns, ``niter`` subspace iterations, seeded; the global RNG is left as it was), scaled to
+    RMS ``std``; columns beyond the rank from ``N(0, std)`` drawn with ``seed``."""
     U, I = train.num_users, train.num_items
     adj = csr_tensor(train.rowptr, train.col, normalized_values(train), (U, I))
-    q = min(dim + oversample, U, I)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        p, s, v = torch.svd_lowrank(adj, q=q, niter=niter)               # [U, q], [q], [I, q]
-        k = min(dim, q, int((s > 1e-6 * s.max().clamp(min=1e-30)).sum()))
-        user, item = torch.randn(U, dim) * std, torch.randn(I, dim) * std
+    p, s, v = top_singular(adj, dim, oversample, niter, seed)           # [U, q], [q], [I, q]
+    k = min(dim, s.numel(), int((s > 1e-6 * s.max().clamp(min=1e-30)).sum()))
+    g = torch.Generator().manual_seed(seed)
+    user, item = torch.randn(U, dim, generator=g) * std, torch.randn(I, dim, generator=g) * std
     root = s[:k].sqrt()
     spec_u, spec_i = p[:, :k] * root, v[:, :k] * root                   # [U, k], [I, k]
     c = std / torch.cat([spec_u, spec_i]).pow(2).mean().sqrt().clamp(min=1e-30)
