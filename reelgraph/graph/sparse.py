@@ -111,6 +111,48 @@ def pool(mats: tuple[Tensor, Tensor], x: Tensor) -> Tensor:
     return _PoolMM.apply(mats[0], mats[1], x)
 
 
+class _GatherWeightedSum(torch.autograd.Function):
+    """``out[r] = sum_j w[r, j] x[index[r, j]]`` as a CSR product; never builds ``[R, n, d]``
+    whole (the weights' gradient reads the neighbours' rows a chunk at a time)."""
+
+    @staticmethod
+    def forward(ctx, index: Tensor, w: Tensor, x: Tensor) -> Tensor:
+        R, n = index.shape
+        ptr = torch.arange(0, R * n + 1, n, device=index.device)
+        ctx.save_for_backward(index, w, x)
+        return csr_tensor(ptr, index.reshape(-1), w.reshape(-1).to(x.dtype), (R, x.size(0))) @ x
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        index, w, x = ctx.saved_tensors
+        R, n = index.shape
+        gw = gx = None
+        if ctx.needs_input_grad[1]:  # gw[r, j] = grad[r] . x[index[r, j]]
+            gw = torch.empty(R, n, dtype=grad.dtype, device=grad.device)
+            step = max(1, _GATHER_CHUNK // max(1, n * x.size(1)))
+            for s in range(0, R, step):
+                e = min(s + step, R)
+                gw[s:e] = torch.bmm(x[index[s:e]], grad[s:e].unsqueeze(-1)).squeeze(-1)
+            gw = gw.to(w.dtype)
+        if ctx.needs_input_grad[2]:  # gx = A^T grad
+            row = torch.arange(R, device=index.device).repeat_interleave(n)
+            ptr, col, perm = to_csr(index.reshape(-1), row, x.size(0))
+            gx = csr_tensor(ptr, col, w.reshape(-1)[perm].to(grad.dtype),
+                            (x.size(0), R)) @ grad
+        return None, gw, gx
+
+
+_GATHER_CHUNK = 1 << 22  # floats of neighbour rows the weights' gradient gathers at once
+
+
+def gather_weighted_sum(index: Tensor, weight: Tensor, x: Tensor) -> Tensor:
+    """``out[r] = sum_j weight[r, j] x[index[r, j]]``: padded neighbour lists ``index [R, n]``
+    (any valid row where ``weight`` is 0) into ``x [T, d]`` → ``[R, d]``, differentiable in
+    ``weight`` and ``x``; the same as ``(weight[..., None] * x[index]).sum(1)`` without its
+    ``[R, n, d]`` tensor and that tensor's backward."""
+    return _GatherWeightedSum.apply(index, weight, x)
+
+
 def segment_sum(src: Tensor, index: Tensor, num_segments: int) -> Tensor:
     """``out[r] = sum_{index[m] = r} src[m]``: ``src [M, *]``, ``index [M]`` in ``[0,
     num_segments)`` → ``[num_segments, *]``, ``src``'s dtype; empty segments are zeros."""

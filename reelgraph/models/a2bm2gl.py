@@ -90,7 +90,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from reelgraph.graph import FullGraph, Subgraph, local_index, node_rows, propagate, weighted_sum
-from reelgraph.models.a2bm2gl_attention import ATTENTION_INPUTS, attend_rows
+from reelgraph.models.a2bm2gl_attention import ATTENTION_INPUTS, attend
 from reelgraph.models.a2bm2gl_losses import (adaptive_loss, constraint_loss,  # noqa: F401
                                              full_adaptive_loss, full_wr_loss, info_bpr_loss,
                                              margin_loss, wr_loss)
@@ -302,8 +302,7 @@ class A2BM2GL(Recommender):
         fused = None if items is None else torch.cat([users, items + self.num_users])
         emb = gather(cf, cf_rows, fused)                                      # [F, d]
         if self.config.anti_bottleneck:
-            nbr = gather(cf, cf_rows, node_rows(fused, static.rwr.index))   # [F, top_n, d]
-            emb = emb + self._attend(0, emb, nbr, static.rwr, fused)
+            emb = emb + self._attend(0, emb, cf, cf_rows, static.rwr, fused)
         n_user = self.num_users if users is None else users.numel()
         user, item = emb[:n_user], emb[n_user:]
         sem, own = [], []
@@ -311,19 +310,21 @@ class A2BM2GL(Recommender):
             sem.append(self.semantic_rows(j, g, rows))                       # [R_j, d]
             own.append(gather(sem[-1], rows, items))                         # [n, d]
             if self.config.anti_bottleneck:
-                nbr = gather(sem[-1], rows, node_rows(items, g.rwr.index))   # [n, top_n, d]
-                item = item + self._attend(j + 1, own[-1], nbr, g.rwr, items)
+                item = item + self._attend(j + 1, own[-1], sem[-1], rows, g.rwr, items)
         for h in own:
             item = item + h
         return Rows(cf, user, item, sem, list(sem_rows))
 
-    def _attend(self, j: int, h: Tensor, h_nbr: Tensor, layer, ids: Tensor | None) -> Tensor:
+    def _attend(self, j: int, h: Tensor, x: Tensor, x_rows: Tensor | None, layer,
+                ids: Tensor | None) -> Tensor:
         """Eq. 6 with attention vector ``j`` over the full-adjacent ``layer`` (a
-        :class:`Neighbourhood`) for the rows ``ids`` (``None``: all) of ``h [R, d]``."""
+        :class:`Neighbourhood`) for the rows ``ids`` (``None``: all) of ``h [R, d]``, the
+        neighbours read from ``x``, whose rows are the sorted ids ``x_rows`` (``None``: all)."""
         c = self.config
         prior = node_rows(ids, layer.prior) if c.attention_prior else None
-        return attend_rows(h, h_nbr, node_rows(ids, layer.mask), self.attention[j], prior,
-                           unit_inputs=c.attention_inputs == "unit")
+        index = local_index(x_rows, node_rows(ids, layer.index))                 # [R, top_n]
+        return attend(h, x, index, node_rows(ids, layer.mask), self.attention[j], prior,
+                      unit_inputs=c.attention_inputs == "unit")
 
     def embed(self, static: A2BM2GLStatic) -> tuple[Tensor, Tensor]:
         """Fused ``(user [U, d], item [I, d])`` of the whole graph (the sampled plan's static:

@@ -33,7 +33,24 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from reelgraph.graph import gather_weighted_sum
+
 ATTENTION_INPUTS = ("unit", "raw")
+
+
+def _scores(h: Tensor, w: Tensor, unit_inputs: bool) -> Tensor:
+    """``w^T h`` per row of ``h [..., d]`` (unit inputs: of ``sqrt(d) h / |h|``) ``[...]``."""
+    if unit_inputs:
+        h = F.normalize(h, dim=-1) * h.size(-1) ** 0.5
+    return h @ w
+
+
+def _softmax(logit: Tensor, mask: Tensor, prior: Tensor | None) -> Tensor:
+    """Eq. 6's weights ``[R, n]`` from its logits ``[R, n]`` before the LeakyReLU."""
+    logit = F.leaky_relu(logit, 0.2)
+    if prior is not None:
+        logit = logit + prior.clamp(min=1e-30).log()
+    return torch.softmax(logit.masked_fill(~mask, -1e9), dim=1) * mask
 
 
 def attention_weights(h: Tensor, h_nbr: Tensor, mask: Tensor, att: Tensor,
@@ -42,19 +59,20 @@ def attention_weights(h: Tensor, h_nbr: Tensor, mask: Tensor, att: Tensor,
     ``h_nbr [R, n, d]`` (``mask [R, n]``: the real ones; ``prior [R, n]``: their surfing
     probabilities, ``> 0`` where ``mask``); 0 on padding, rows without neighbours all 0."""
     d = h.size(1)
-    if unit_inputs:
-        h, h_nbr = F.normalize(h, dim=-1) * d ** 0.5, F.normalize(h_nbr, dim=-1) * d ** 0.5
-    logit = F.leaky_relu((h @ att[:d]).unsqueeze(1) + h_nbr @ att[d:], 0.2)  # [R, n]
-    if prior is not None:
-        logit = logit + prior.clamp(min=1e-30).log()
-    return torch.softmax(logit.masked_fill(~mask, -1e9), dim=1) * mask
+    own, nbr = _scores(h, att[:d], unit_inputs), _scores(h_nbr, att[d:], unit_inputs)
+    return _softmax(own.unsqueeze(1) + nbr, mask, prior)
 
 
-def attend_rows(h: Tensor, h_nbr: Tensor, mask: Tensor, att: Tensor,
-                prior: Tensor | None = None, unit_inputs: bool = True) -> Tensor:
-    """Eq. 6's combined rows ``sum_i a_vi h_i`` ``[R, d]`` (:func:`attention_weights`)."""
-    a = attention_weights(h, h_nbr, mask, att, prior, unit_inputs)
-    return (a.unsqueeze(-1) * h_nbr).sum(1)
+def attend(h: Tensor, x: Tensor, index: Tensor, mask: Tensor, att: Tensor,
+           prior: Tensor | None = None, unit_inputs: bool = True) -> Tensor:
+    """Eq. 6's combined rows ``sum_i a_vi x_i`` ``[R, d]`` for rows' own ``h [R, d]`` whose
+    neighbours are the rows ``index [R, n]`` of ``x [T, d]`` (:func:`attention_weights` of ``h``
+    and ``x[index]``). A neighbour's term ``w^T x_i`` is one number per row of ``x``, and the sum
+    is a sparse product, so the ``[R, n, d]`` neighbour rows are never built."""
+    d = h.size(1)
+    nbr = _scores(x, att[d:], unit_inputs)[index]                            # [R, n]
+    a = _softmax(_scores(h, att[:d], unit_inputs).unsqueeze(1) + nbr, mask, prior)
+    return gather_weighted_sum(index, a, x)
 
 
 def attention_entropy(a: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:

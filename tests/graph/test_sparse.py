@@ -4,8 +4,9 @@ import pytest
 import torch
 from torch_geometric.utils import scatter, softmax
 
-from reelgraph.graph import (mean_pool_matrix, pool, segment_max, segment_mean_weight,
-                             segment_softmax, segment_sum, weighted_sum)
+from reelgraph.graph import (gather_weighted_sum, mean_pool_matrix, pool, segment_max,
+                             segment_mean_weight, segment_softmax, segment_sum, weighted_sum)
+from reelgraph.graph import sparse
 
 # three segments: 0 holds entries 0 and 2, 1 is empty, 2 holds entries 1 and 3
 INDEX = torch.tensor([0, 2, 0, 2])
@@ -42,6 +43,29 @@ def test_segment_mean_weight_by_hand():
 def test_weighted_sum_by_hand():
     w = torch.tensor([2.0, 1.0, 0.5, -1.0])
     assert weighted_sum(INDEX, w, X, 3).tolist() == [[4.5, -7.0], [0.0, 0.0], [0.0, 5.0]]
+
+
+def test_gather_weighted_sum_by_hand():
+    """``out[r] = sum_j w[r, j] x[index[r, j]]``; a 0 weight (padding) reads nothing."""
+    index, w = torch.tensor([[2, 0], [1, 1], [3, 0]]), torch.tensor([[2.0, 0.5], [1.0, -1.0],
+                                                                     [1.0, 0.0]])
+    assert gather_weighted_sum(index, w, X).tolist() == [[10.5, -13.0], [0.0, 0.0], [3.0, -1.0]]
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 1 << 22])
+def test_gather_weighted_sum_gradients_match_the_gathered_sum(monkeypatch, chunk):
+    """Gradients to the weights (read a chunk of rows at a time) and to the table (the
+    transposed product, repeated rows summed) equal those of the ``[R, n, d]`` form, float64."""
+    monkeypatch.setattr(sparse, "_GATHER_CHUNK", chunk)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(7, 3, generator=gen, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(9, 4, generator=gen, dtype=torch.float64, requires_grad=True)
+    index, seed = torch.randint(0, 7, (9, 4), generator=gen), torch.randn(9, 3, generator=gen,
+                                                                         dtype=torch.float64)
+    got = torch.autograd.grad((gather_weighted_sum(index, w, x) * seed).sum(), (w, x))
+    want = torch.autograd.grad(((w.unsqueeze(-1) * x[index]).sum(1) * seed).sum(), (w, x))
+    for g, e in zip(got, want):
+        assert torch.allclose(g, e, atol=1e-12)
 
 
 def test_segment_softmax_by_hand():

@@ -8,7 +8,7 @@ import torch
 from reelgraph.data.store import InMemoryStore
 from reelgraph.graph import BipartiteGraph, to_csr
 from reelgraph.models.a2bm2gl import A2BM2GLConfig
-from reelgraph.models.a2bm2gl_attention import attend_rows, attention_entropy, attention_weights
+from reelgraph.models.a2bm2gl_attention import attend, attention_entropy, attention_weights
 from reelgraph.samplers.plans.a2bm2gl import rwr_top_n
 
 CPU = torch.device("cpu")
@@ -94,7 +94,7 @@ def test_attention_by_hand():
     r2 = math.exp(math.sqrt(2))
     unit = attention_weights(0.1 * h, 0.1 * nbr, mask, att, unit_inputs=True)
     assert torch.allclose(unit, torch.tensor([[r2 / (r2 + 1), 1 / (r2 + 1), 0.0]]))
-    out = attend_rows(h, nbr, mask, att, prior, unit_inputs=False)
+    out = attend(h, nbr[0], torch.tensor([[0, 1, 2]]), mask, att, prior, unit_inputs=False)
     assert torch.allclose(out, (got.unsqueeze(-1) * nbr).sum(1))
     assert torch.equal(attention_weights(h, nbr, torch.zeros_like(mask), att), torch.zeros(1, 3))
 
@@ -119,6 +119,30 @@ def test_attention_is_prior_times_exp_logit_renormalised(unit_inputs):
     assert torch.allclose(got.sum(1), mask.any(1).float(), atol=1e-6) and (got[~mask] == 0).all()
     flat = attention_weights(h, nbr, mask, torch.zeros(16), prior, unit_inputs)
     assert torch.allclose(flat, prior, atol=1e-6)                   # flat logits: the prior
+
+
+@pytest.mark.parametrize("unit_inputs", [True, False])
+def test_attend_over_a_table_is_the_gathered_attention_and_its_gradient(unit_inputs):
+    """``attend`` reads neighbours as rows of a table (per-row logit terms, a sparse sum): the
+    same rows and gradients (own rows, table, attention vector) as eq. 6 on the gathered
+    ``[R, n, d]`` neighbours, float64; padded slots point anywhere."""
+    gen = torch.Generator().manual_seed(3)
+    h = torch.randn(20, 8, generator=gen, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(13, 8, generator=gen, dtype=torch.float64, requires_grad=True)
+    att = torch.randn(16, generator=gen, dtype=torch.float64, requires_grad=True)
+    index = torch.randint(0, 13, (20, 6), generator=gen)
+    mask = torch.rand(20, 6, generator=gen) < 0.8
+    mask[4] = False                                                  # a row without neighbours
+    prior = (torch.rand(20, 6, generator=gen, dtype=torch.float64) + 0.1) * mask
+    prior = prior / prior.sum(1, keepdim=True).clamp(min=1e-30)
+    seed = torch.randn(20, 8, generator=gen, dtype=torch.float64)
+    got = attend(h, x, index, mask, att, prior, unit_inputs)
+    grads = torch.autograd.grad((got * seed).sum(), (h, x, att))
+    a = attention_weights(h, x[index], mask, att, prior, unit_inputs)
+    want = (a.unsqueeze(-1) * x[index]).sum(1)
+    assert torch.allclose(got, want, atol=1e-12) and (got[4] == 0).all()
+    for g, w in zip(grads, torch.autograd.grad((want * seed).sum(), (h, x, att))):
+        assert torch.allclose(g, w, atol=1e-12)
 
 
 def test_unit_inputs_make_the_weights_independent_of_the_rows_scale():
