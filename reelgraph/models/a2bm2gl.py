@@ -78,7 +78,7 @@ reads over a sampled collaborative neighbourhood (``fanouts``; see
 :mod:`reelgraph.samplers.plans.a2bm2gl` for what is sampled, how, and why it is unbiased). The
 static kNN graphs, full-adjacent lists and constraint weights are the plan's. ``embed`` is the
 full-graph fused embeddings either way (sampled: without gradients, eq. 1's operator built
-``chunk_size`` rows at a time; the attention still reads ``[N, n, d]``).
+``chunk_size`` rows at a time); eq. 6 never builds ``[N, n, d]`` (``a2bm2gl_attention.attend``).
 """
 from __future__ import annotations
 
