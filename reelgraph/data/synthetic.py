@@ -14,6 +14,9 @@ Users are generated ``chunk_users`` at a time, and each chunk is written as one 
 group, so the interactions are never all in memory. The per-item tables are written in blocks.
 The same config (``chunk_users`` included) and seed give byte-identical Parquet files.
 
+The KG and item features are written by :mod:`~reelgraph.data.synthetic_side`; the config
+and the helpers both modules share live in :mod:`~reelgraph.data.synthetic_base`.
+
     python -m reelgraph.data.synthetic OUT_DIR --preset default   # --help lists every option
 """
 from __future__ import annotations
@@ -29,76 +32,18 @@ from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from reelgraph.data.schema import WRITE_OPTIONS
+from reelgraph.data.synthetic_base import (MODALITIES, _ITEM_BLOCK, _USERS, _WORLD, WorldConfig,
+                                           _Catalogue, _Grouped, _ids, _rng)
+from reelgraph.data.synthetic_side import _write_features, _write_kg
 
-MODALITIES = ("visual", "acoustic", "textual")
 EPOCH = 1_600_000_000        # the earliest timestamp, unix seconds
 _DAY = 86_400
-_ITEM_BLOCK = 65_536         # items per row group of the per-item tables
 _REDRAW_ROUNDS = 4           # repeated (user, item) pairs are redrawn this often, then uniformly
 _TOPIC, _FOLLOW, _NOISE = 0, 1, 2            # why an interaction happened
-_WORLD, _USERS, _FEATURES, _KG = range(4)    # SeedSequence spawn keys, one stream per part
-
-
-@dataclass
-class WorldConfig:
-    num_users: int = 6_000                 # users; raw ids are user_id_offset + i (int64)
-    num_items: int = 4_000                 # videos; ids "v000123"
-    num_creators: int = 400                # vloggers; ids "c0042"; each posts >= 1 video
-    num_communities: int = 20              # latent topics; a creator and its videos share one
-    community_concentration: float = 1.0   # Dirichlet mass of a user's topics (~1 + this many)
-    drift: float = 0.3                     # P(a second topic mixture) at the end of the timespan
-    avg_interactions: float = 30.0         # mean interactions per user (power-law degrees)
-    min_interactions: int = 5              # every user has at least this many distinct videos
-    max_interactions: int = 500            # degree cap (at most num_items // 2)
-    activity_exponent: float = 2.0         # Pareto tail of user degrees (smaller: heavier users)
-    popularity_exponent: float = 1.2       # Pareto shape of video popularity (smaller: more skewed)
-    noise: float = 0.1                     # share of interactions with a uniformly random video
-    follows_per_user: float = 3.0          # mean vloggers a user follows (Poisson)
-    follow_affinity: float = 0.9           # share of follows drawn from the user's own topics
-    follow_rate: float = 0.2               # share of a follower's views of followed vloggers
-    rewatch: float = 0.01                  # share of views repeating an earlier video (duplicates)
-    visual_dim: int = 128                  # feature dims; 0 drops a modality
-    acoustic_dim: int = 32                 # (audio)
-    textual_dim: int = 64                  # (title and description)
-    visual_signal: float = 0.8             # share of a feature's variance set by the video's topic
-    acoustic_signal: float = 0.1           # weak
-    textual_signal: float = 0.4            # medium
-    kg: bool = True                        # write kg.parquet (video->topic/tag, tag->topic, ...)
-    tags_per_community: int = 20           # size of each topic's tag pool
-    tags_per_item: float = 2.0             # mean tags per video (Poisson)
-    tag_noise: float = 0.1                 # share of tags drawn from a random topic's pool
-    timespan_days: float = 90.0            # timestamps lie in [EPOCH, EPOCH + timespan]
-    user_id_offset: int = 10_000_000       # raw user ids are non-contiguous with item indices
-    seed: int = 0                          # same config + seed: byte-identical files
-    chunk_users: int = 20_000              # users generated, and written as a row group, at a time
-
-    def __post_init__(self) -> None:
-        shares = (self.noise, self.follow_rate, self.follow_affinity, self.drift, self.rewatch,
-                  self.tag_noise, self.visual_signal, self.acoustic_signal, self.textual_signal)
-        checks = {
-            "1 <= num_communities <= num_creators <= num_items":
-                1 <= self.num_communities <= self.num_creators <= self.num_items,
-            "1 <= min_interactions <= avg_interactions <= max_interactions <= num_items // 2":
-                1 <= self.min_interactions <= self.avg_interactions <= self.max_interactions
-                <= self.num_items // 2,
-            "shares, signals and drift in [0, 1]": all(0.0 <= s <= 1.0 for s in shares),
-            "num_users, chunk_users, tags_per_community >= 1":
-                min(self.num_users, self.chunk_users, self.tags_per_community) >= 1,
-            "dims, follows_per_user, tags_per_item, user_id_offset >= 0": min(
-                self.visual_dim, self.acoustic_dim, self.textual_dim, self.follows_per_user,
-                self.tags_per_item, self.user_id_offset) >= 0,
-            "popularity_exponent, activity_exponent, community_concentration, timespan_days > 0":
-                min(self.popularity_exponent, self.activity_exponent, self.community_concentration,
-                    self.timespan_days) > 0,
-        }
-        bad = [rule for rule, ok in checks.items() if not ok]
-        if bad:
-            raise ValueError(f"WorldConfig needs {'; '.join(bad)} (got {self})")
 
 
 PRESETS: dict[str, WorldConfig] = {
@@ -110,51 +55,6 @@ PRESETS: dict[str, WorldConfig] = {
     "huge": WorldConfig(num_users=2_000_000, num_items=1_000_000, num_creators=50_000,
                         num_communities=200, avg_interactions=50, max_interactions=5_000),
 }
-
-
-def _rng(seed: int, *key: int) -> np.random.Generator:
-    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))
-
-
-def _ids(prefix: str, ints: np.ndarray, width: int = 0) -> pa.Array:
-    """``prefix`` + zero-padded ints, e.g. ``_ids("v", [3], 6) == ["v000003"]``."""
-    text = pc.cast(pa.array(np.asarray(ints, dtype=np.int64)), pa.string())
-    if width:
-        text = pc.utf8_lpad(text, width=width, padding="0")
-    return pc.binary_join_element_wise(prefix, text, "")
-
-
-@dataclass(frozen=True)
-class _Grouped:
-    """Draws a member of a given group with probability ∝ its weight (inverse CDF, one array)."""
-    order: np.ndarray  # [n] member ids sorted by group
-    cum: np.ndarray    # [n] running weight along `order`
-    start: np.ndarray  # [G] first position of each group in `order` (no group is empty)
-    end: np.ndarray    # [G] one past its last position
-
-    @classmethod
-    def build(cls, group: np.ndarray, weight: np.ndarray, num_groups: int) -> _Grouped:
-        order = np.argsort(group, kind="stable")
-        size = np.bincount(group, minlength=num_groups)
-        end = np.cumsum(size)
-        return cls(order, np.cumsum(weight[order]), end - size, end)
-
-    def sample(self, rng: np.random.Generator, group: np.ndarray) -> np.ndarray:
-        start, end = self.start[group], self.end[group]
-        lo = np.where(start > 0, self.cum[start - 1], 0.0)
-        t = lo + rng.random(group.size) * (self.cum[end - 1] - lo)
-        pos = np.searchsorted(self.cum, t, side="right")
-        return self.order[np.clip(pos, start, end - 1)]
-
-
-@dataclass(frozen=True)
-class _Catalogue:
-    """The per-item world: each video's vlogger, topic and popularity, and samplers over them."""
-    item_creator: np.ndarray          # [num_items] creator index
-    item_community: np.ndarray        # [num_items] topic index
-    items_by_community: _Grouped      # a topic's videos ∝ popularity
-    items_by_creator: _Grouped        # a vlogger's videos ∝ popularity
-    creators_by_community: _Grouped   # a topic's vloggers ∝ their videos' total popularity
 
 
 def _catalogue(cfg: WorldConfig, rng: np.random.Generator) -> _Catalogue:
@@ -341,77 +241,6 @@ def _write_users(out_dir: str, cfg: WorldConfig, cat: _Catalogue, items: pa.Arra
             counts["num_follows"] += int(f_user.size)
             bar.update(n)
     return counts
-
-
-_TRIPLES = pa.schema([("head", pa.string()), ("relation", pa.string()), ("tail", pa.string())])
-
-
-def _triples(head: list[pa.Array], relation: list[tuple[str, int]], tail: list[pa.Array]):
-    rel = [pa.repeat(pa.scalar(name), size) for name, size in relation]
-    return pa.Table.from_arrays([pa.concat_arrays(head), pa.concat_arrays(rel),
-                                 pa.concat_arrays(tail)], schema=_TRIPLES)
-
-
-def _item_triples(rng, cfg: WorldConfig, cat: _Catalogue, items: pa.Array, lo: int, hi: int):
-    """``video has_topic topic/k`` and ``video has_tag tag/j`` for videos ``lo:hi``."""
-    community = cat.item_community[lo:hi]                                   # [b]
-    pool = cfg.num_communities * cfg.tags_per_community
-    owner = np.repeat(np.arange(hi - lo), rng.poisson(cfg.tags_per_item, hi - lo))  # [T]
-    tag_community = np.where(rng.random(owner.size) < cfg.tag_noise,
-                             rng.integers(cfg.num_communities, size=owner.size), community[owner])
-    within = (cfg.tags_per_community * rng.random(owner.size) ** 2).astype(np.int64)  # skewed
-    key = np.unique(owner * pool + tag_community * cfg.tags_per_community + within)
-    owner, tag = key // pool, key % pool
-    return _triples([items.slice(lo, hi - lo), items.take(pa.array(lo + owner))],
-                    [("has_topic", hi - lo), ("has_tag", owner.size)],
-                    [_ids("topic/", community), _ids("tag/", tag)])
-
-
-def _entity_triples(rng, cfg: WorldConfig) -> pa.Table:
-    """``tag/j tag_of topic/k`` for every tag and one ``topic related_to topic`` per topic."""
-    C, per = cfg.num_communities, cfg.tags_per_community
-    tags = np.arange(C * per)
-    topics = np.arange(C) if C > 1 else np.arange(0)
-    related = (topics + 1 + rng.integers(max(C - 1, 1), size=topics.size)) % max(C, 1)
-    return _triples([_ids("tag/", tags), _ids("topic/", topics)],
-                    [("tag_of", tags.size), ("related_to", topics.size)],
-                    [_ids("topic/", tags // per), _ids("topic/", related)])
-
-
-def _write_kg(out_dir: str, cfg: WorldConfig, cat: _Catalogue, items: pa.Array) -> int:
-    rows = 0
-    with pq.ParquetWriter(os.path.join(out_dir, "kg.parquet"), _TRIPLES, **WRITE_OPTIONS) as writer:
-        for b, lo in enumerate(range(0, cfg.num_items, _ITEM_BLOCK)):
-            hi = min(lo + _ITEM_BLOCK, cfg.num_items)
-            table = _item_triples(_rng(cfg.seed, _KG, b), cfg, cat, items, lo, hi)
-            writer.write_table(table)
-            rows += table.num_rows
-        table = _entity_triples(_rng(cfg.seed, _KG), cfg)
-        writer.write_table(table)
-    return rows + table.num_rows
-
-
-def _write_features(out_dir: str, cfg: WorldConfig, cat: _Catalogue, items: pa.Array):
-    """``features/<modality>.parquet``: sqrt(s)·centroid[topic] + sqrt(1 - s)·noise per item."""
-    dims = {}
-    for m, name in enumerate(MODALITIES):
-        dim, signal = getattr(cfg, f"{name}_dim"), getattr(cfg, f"{name}_signal")
-        if dim == 0:
-            continue
-        centroid = _rng(cfg.seed, _FEATURES, m).standard_normal((cfg.num_communities, dim))
-        centroid = (np.sqrt(signal) * centroid).astype(np.float32)              # [C, d]
-        schema = pa.schema([("item_id", pa.string()), ("feature", pa.list_(pa.float32(), dim))])
-        path = os.path.join(out_dir, "features", f"{name}.parquet")
-        with pq.ParquetWriter(path, schema, **WRITE_OPTIONS) as writer:
-            for b, lo in enumerate(range(0, cfg.num_items, _ITEM_BLOCK)):
-                hi = min(lo + _ITEM_BLOCK, cfg.num_items)
-                noise = _rng(cfg.seed, _FEATURES, m, b).standard_normal((hi - lo, dim), np.float32)
-                x = centroid[cat.item_community[lo:hi]] + np.float32(np.sqrt(1.0 - signal)) * noise
-                feature = pa.FixedSizeListArray.from_arrays(pa.array(x.ravel()), dim)  # [b, d]
-                table = pa.Table.from_arrays([items.slice(lo, hi - lo), feature], schema=schema)
-                writer.write_table(table)
-        dims[name] = dim
-    return dims
 
 
 def _outputs(out_dir: str) -> list[str]:
