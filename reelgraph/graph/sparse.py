@@ -111,46 +111,91 @@ def pool(mats: tuple[Tensor, Tensor], x: Tensor) -> Tensor:
     return _PoolMM.apply(mats[0], mats[1], x)
 
 
-class _GatherWeightedSum(torch.autograd.Function):
-    """``out[r] = sum_j w[r, j] x[index[r, j]]`` as a CSR product; never builds ``[R, n, d]``
-    whole (the weights' gradient reads the neighbours' rows a chunk at a time)."""
+_EDGE_CHUNK = 1 << 22  # floats of gathered rows an edge product reads at once
+
+
+def _edge_csr(row: Tensor, col: Tensor, value: Tensor, num_rows: int, num_cols: int) -> Tensor:
+    """The sparse CSR ``[num_rows, num_cols]`` with ``value [M]`` at the edges ``(row, col)``
+    (any order; repeated edges add up)."""
+    if row.numel() and bool((row[1:] >= row[:-1]).all()):  # already grouped: no sort
+        ptr = torch.zeros(num_rows + 1, dtype=torch.long, device=row.device)
+        torch.cumsum(torch.bincount(row, minlength=num_rows), 0, out=ptr[1:])
+        return csr_tensor(ptr, col, value, (num_rows, num_cols))
+    ptr, c, perm = to_csr(row, col, num_rows)
+    return csr_tensor(ptr, c, value[perm], (num_rows, num_cols))
+
+
+def _rowwise_dot(x: Tensor, y: Tensor, row: Tensor, col: Tensor) -> Tensor:
+    """``(x[row] * y[col]).sum(-1)`` ``[M]``, reading ``_EDGE_CHUNK`` floats of rows at a time."""
+    out = x.new_empty(row.numel())
+    step = max(1, _EDGE_CHUNK // max(1, x.size(1)))
+    for s in range(0, row.numel(), step):
+        e = min(s + step, row.numel())
+        torch.sum(x[row[s:e]] * y[col[s:e]], -1, out=out[s:e])
+    return out
+
+
+class _EdgeDot(torch.autograd.Function):
+    """``out[m] = x[row[m]] . y[col[m]]``: the backward passes are two sparse products."""
 
     @staticmethod
-    def forward(ctx, index: Tensor, w: Tensor, x: Tensor) -> Tensor:
-        R, n = index.shape
-        ptr = torch.arange(0, R * n + 1, n, device=index.device)
-        ctx.save_for_backward(index, w, x)
-        return csr_tensor(ptr, index.reshape(-1), w.reshape(-1).to(x.dtype), (R, x.size(0))) @ x
+    def forward(ctx, x: Tensor, y: Tensor, row: Tensor, col: Tensor) -> Tensor:
+        ctx.save_for_backward(x, y, row, col)
+        return _rowwise_dot(x, y, row, col)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        index, w, x = ctx.saved_tensors
-        R, n = index.shape
+        x, y, row, col = ctx.saved_tensors
+        gx = gy = None
+        if ctx.needs_input_grad[0]:
+            gx = _edge_csr(row, col, grad.to(y.dtype), x.size(0), y.size(0)) @ y
+        if ctx.needs_input_grad[1]:
+            gy = _edge_csr(col, row, grad.to(x.dtype), y.size(0), x.size(0)) @ x
+        return gx, gy, None, None
+
+
+class _EdgeWeightedSum(torch.autograd.Function):
+    """``out[r] = sum_{m: row[m] = r} w[m] x[col[m]]``: a sparse product each way; the weights'
+    gradient is a chunked edge dot product."""
+
+    @staticmethod
+    def forward(ctx, row: Tensor, col: Tensor, w: Tensor, x: Tensor, num_rows: int) -> Tensor:
+        ctx.save_for_backward(row, col, w, x)
+        return _edge_csr(row, col, w.to(x.dtype), num_rows, x.size(0)) @ x
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        row, col, w, x = ctx.saved_tensors
         gw = gx = None
-        if ctx.needs_input_grad[1]:  # gw[r, j] = grad[r] . x[index[r, j]]
-            gw = torch.empty(R, n, dtype=grad.dtype, device=grad.device)
-            step = max(1, _GATHER_CHUNK // max(1, n * x.size(1)))
-            for s in range(0, R, step):
-                e = min(s + step, R)
-                gw[s:e] = torch.bmm(x[index[s:e]], grad[s:e].unsqueeze(-1)).squeeze(-1)
-            gw = gw.to(w.dtype)
-        if ctx.needs_input_grad[2]:  # gx = A^T grad
-            row = torch.arange(R, device=index.device).repeat_interleave(n)
-            ptr, col, perm = to_csr(index.reshape(-1), row, x.size(0))
-            gx = csr_tensor(ptr, col, w.reshape(-1)[perm].to(grad.dtype),
-                            (x.size(0), R)) @ grad
-        return None, gw, gx
+        if ctx.needs_input_grad[2]:
+            gw = _rowwise_dot(grad, x, row, col).to(w.dtype)
+        if ctx.needs_input_grad[3]:
+            gx = _edge_csr(col, row, w.to(grad.dtype), x.size(0), grad.size(0)) @ grad
+        return None, None, gw, gx, None
 
 
-_GATHER_CHUNK = 1 << 22  # floats of neighbour rows the weights' gradient gathers at once
+def edge_dot(x: Tensor, y: Tensor, row: Tensor, col: Tensor) -> Tensor:
+    """``x[row[m]] . y[col[m]]`` per edge ``[M]`` of rows ``x [T, d]``, ``y [N, d]``,
+    differentiable in both; the same as ``(x[row] * y[col]).sum(-1)`` without keeping two
+    ``[M, d]`` gathers for the backward pass."""
+    return _EdgeDot.apply(x, y, row, col)
+
+
+def edge_weighted_sum(row: Tensor, col: Tensor, weight: Tensor, x: Tensor, num_rows: int
+                      ) -> Tensor:
+    """``out[r] = sum_{m: row[m] = r} weight[m] x[col[m]]`` ``[num_rows, d]`` of ``x [N, d]``,
+    differentiable in ``weight [M]`` and ``x``: :func:`weighted_sum` of ``x[col]`` without the
+    ``[M, d]`` messages (a sparse product each way)."""
+    return _EdgeWeightedSum.apply(row, col, weight, x, num_rows)
 
 
 def gather_weighted_sum(index: Tensor, weight: Tensor, x: Tensor) -> Tensor:
     """``out[r] = sum_j weight[r, j] x[index[r, j]]``: padded neighbour lists ``index [R, n]``
-    (any valid row where ``weight`` is 0) into ``x [T, d]`` → ``[R, d]``, differentiable in
-    ``weight`` and ``x``; the same as ``(weight[..., None] * x[index]).sum(1)`` without its
-    ``[R, n, d]`` tensor and that tensor's backward."""
-    return _GatherWeightedSum.apply(index, weight, x)
+    (any valid row where ``weight`` is 0) into ``x [T, d]`` → ``[R, d]``
+    (:func:`edge_weighted_sum` of the lists' edges)."""
+    R, n = index.shape
+    row = torch.arange(R, device=index.device).repeat_interleave(n)
+    return edge_weighted_sum(row, index.reshape(-1), weight.reshape(-1), x, R)
 
 
 def segment_sum(src: Tensor, index: Tensor, num_segments: int) -> Tensor:

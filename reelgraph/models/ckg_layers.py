@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from reelgraph.graph import segment_mean_weight, segment_softmax
+from reelgraph.graph import edge_weighted_sum, segment_mean_weight, segment_softmax
 from reelgraph.samplers.plans.ckg import CKGraph
 
 
@@ -64,34 +64,10 @@ def attention_logits(x: Tensor, rel: Tensor, w: Tensor, g: CKGraph) -> Tensor:
     return (wt * torch.tanh(wh + rel.index_select(0, g.relation))).sum(-1)
 
 
-class _EdgeSpMM(torch.autograd.Function):
-    """``out[h] = sum_{(h, t)} weight * x[t]`` with gradients for ``weight`` and ``x`` in
-    ``O(E d)`` (torch's sparse product would form a dense ``[N, N]`` gradient for ``weight``)."""
-
-    @staticmethod
-    def forward(ctx, head: Tensor, tail: Tensor, weight: Tensor, x: Tensor, num_rows: int):
-        ctx.save_for_backward(head, tail, weight, x)
-        adj = torch.sparse_coo_tensor(torch.stack([head, tail]), weight, (num_rows, x.size(0)),
-                                      check_invariants=False)
-        return torch.sparse.mm(adj, x)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        head, tail, weight, x = ctx.saved_tensors
-        grad_w = grad_x = None
-        if ctx.needs_input_grad[2]:
-            grad_w = (grad.index_select(0, head) * x.index_select(0, tail)).sum(-1)  # [E]
-        if ctx.needs_input_grad[3]:
-            adj_t = torch.sparse_coo_tensor(torch.stack([tail, head]), weight,
-                                            (x.size(0), grad.size(0)), check_invariants=False)
-            grad_x = torch.sparse.mm(adj_t, grad)
-        return None, None, grad_w, grad_x, None
-
-
 def neighbourhood(x: Tensor, weight: Tensor, g: CKGraph) -> Tensor:
     """Eq. 11's ``e_N [N, d]``: per head the ``weight``-ed sum of its tails' rows ``x [N, d]``
     (a sparse product: no ``[E, d]`` messages are kept for the backward pass)."""
-    return _EdgeSpMM.apply(g.head, g.tail, weight, x, g.num_nodes)
+    return edge_weighted_sum(g.head, g.tail, weight, x, g.num_nodes)
 
 
 def bi_interaction(h: Tensor, side: Tensor, w1: nn.Linear, w2: nn.Linear,

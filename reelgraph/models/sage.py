@@ -56,7 +56,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from reelgraph.errors import ConfigError, valid_number
-from reelgraph.graph import Subgraph, segment_max, weighted_sum
+from reelgraph.graph import Subgraph, edge_weighted_sum, segment_max
 from reelgraph.models.base import (GraphConfig, Recommender, bpr_loss, check_values, init_tables_,
                                    int_at_least, l2_loss, make_plan)
 from reelgraph.samplers.plans.sage import SAGEBatch, SAGEPlan, SAGEStatic
@@ -159,10 +159,9 @@ def aggregate(h_src: Tensor, row: Tensor, col: Tensor, weight: Tensor, num_rows:
               max_pool: bool) -> Tensor:
     """``[num_rows, d]``: weighted sum of ``h_src[col]`` per ``row`` or, with ``max_pool``, their
     element-wise max (``h_src`` already pooled); rows without neighbours get zeros."""
-    msg = h_src[col]  # [M, d]
     if max_pool:
-        return segment_max(msg, row, num_rows)
-    return weighted_sum(row, weight, msg, num_rows)
+        return segment_max(h_src[col], row, num_rows)                # [M, d] messages
+    return edge_weighted_sum(row, col, weight, h_src, num_rows)       # a sparse product
 
 
 class SAGELayer(nn.Module):

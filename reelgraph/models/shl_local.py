@@ -10,25 +10,28 @@ For a centre node ``h`` and its neighbours ``t`` (one modality ``m``, rows ``e_h
 ``d_t`` is, as the paper defines it, the (train-graph) degree of the neighbour ``t`` (the caller
 passes ``sqrt(d_t)`` per edge; ``gate_scale="dim"`` of the config passes ``sqrt(d)`` instead,
 the scaled dot product's usual choice). The softmax is over the neighbours present: every
-neighbour on the whole graph, the sampled ones on a sampled subgraph (as sampled GATs do).
+neighbour on the whole graph, the sampled ones on a sampled subgraph (as sampled GATs do). The
+per-edge products and the sum are :func:`~reelgraph.graph.edge_dot` and
+:func:`~reelgraph.graph.edge_weighted_sum`: no ``[M, d]`` rows are kept for the backward pass.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from reelgraph.graph import FullGraph, Subgraph, csr_rows, segment_softmax, weighted_sum
+from reelgraph.graph import (FullGraph, Subgraph, csr_rows, edge_dot, edge_weighted_sum,
+                             segment_softmax)
 
 
 def gate_scores(h_dst: Tensor, h_src: Tensor, row: Tensor, col: Tensor, scale: Tensor) -> Tensor:
     """Eq. 2 per edge ``(row -> col)``: ``sigmoid(h_dst[row] . h_src[col] / scale)``, ``[M]``."""
-    return torch.sigmoid((h_dst[row] * h_src[col]).sum(-1) / scale)
+    return torch.sigmoid(edge_dot(h_dst, h_src, row, col) / scale)
 
 
 def attention_scores(query: Tensor, key: Tensor, row: Tensor, col: Tensor) -> Tensor:
     """Eqs. 3–4 per edge: ``softmax`` over each row's edges of ``query[row] . tanh(key)[col]``,
     from ``query = W_h e [T, d]`` and ``key = W_t e [N, d]``; ``[M]``."""
-    logit = (query[row] * torch.tanh(key)[col]).sum(-1)              # [M]
+    logit = edge_dot(query, torch.tanh(key), row, col)               # [M]
     return segment_softmax(row, logit, query.size(0))
 
 
@@ -60,9 +63,8 @@ class GatedAttention(nn.Module):
         """Eq. 1: ``e_N [T, d]`` of the centre rows ``h_dst [T, d]`` (rows without neighbours
         get ``LeakyReLU(0) = 0``)."""
         gate, attn = self.weights(h_dst, h_src, row, col, scale)
-        msg = self.message(h_src)[col]                                # [M, d] W^N e_t
-        return F.leaky_relu(weighted_sum(row, attn * gate, msg, h_dst.size(0)),
-                            self.negative_slope)
+        msg = edge_weighted_sum(row, col, attn * gate, self.message(h_src), h_dst.size(0))
+        return F.leaky_relu(msg, self.negative_slope)                 # [T, d]
 
 
 def full_csr(graph: FullGraph) -> tuple[Tensor, Tensor]:

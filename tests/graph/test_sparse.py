@@ -4,8 +4,9 @@ import pytest
 import torch
 from torch_geometric.utils import scatter, softmax
 
-from reelgraph.graph import (gather_weighted_sum, mean_pool_matrix, pool, segment_max,
-                             segment_mean_weight, segment_softmax, segment_sum, weighted_sum)
+from reelgraph.graph import (edge_dot, edge_weighted_sum, gather_weighted_sum, mean_pool_matrix,
+                             pool, segment_max, segment_mean_weight, segment_softmax, segment_sum,
+                             weighted_sum)
 from reelgraph.graph import sparse
 
 # three segments: 0 holds entries 0 and 2, 1 is empty, 2 holds entries 1 and 3
@@ -56,7 +57,7 @@ def test_gather_weighted_sum_by_hand():
 def test_gather_weighted_sum_gradients_match_the_gathered_sum(monkeypatch, chunk):
     """Gradients to the weights (read a chunk of rows at a time) and to the table (the
     transposed product, repeated rows summed) equal those of the ``[R, n, d]`` form, float64."""
-    monkeypatch.setattr(sparse, "_GATHER_CHUNK", chunk)
+    monkeypatch.setattr(sparse, "_EDGE_CHUNK", chunk)
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(7, 3, generator=gen, dtype=torch.float64, requires_grad=True)
     w = torch.randn(9, 4, generator=gen, dtype=torch.float64, requires_grad=True)
@@ -66,6 +67,31 @@ def test_gather_weighted_sum_gradients_match_the_gathered_sum(monkeypatch, chunk
     want = torch.autograd.grad(((w.unsqueeze(-1) * x[index]).sum(1) * seed).sum(), (w, x))
     for g, e in zip(got, want):
         assert torch.allclose(g, e, atol=1e-12)
+
+
+@pytest.mark.parametrize("chunk", [1, 5, 1 << 22])
+def test_edge_products_match_their_gathered_forms(monkeypatch, chunk):
+    """``edge_dot`` and ``edge_weighted_sum`` on unsorted edges with a repeated edge and a row
+    without edges: values and gradients (both tables, the weights) as the ``[M, d]`` forms,
+    float64, at any chunk size."""
+    monkeypatch.setattr(sparse, "_EDGE_CHUNK", chunk)
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(6, 3, generator=gen, dtype=torch.float64, requires_grad=True)
+    y = torch.randn(8, 3, generator=gen, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(12, generator=gen, dtype=torch.float64, requires_grad=True)
+    row = torch.tensor([3, 0, 5, 0, 2, 3, 5, 5, 0, 2, 3, 0])             # row 1 and 4: no edge
+    col = torch.tensor([7, 1, 0, 1, 4, 2, 6, 3, 0, 5, 2, 7])             # (0, 1), (3, 2) twice
+    seed_d, seed_s = torch.randn(12, generator=gen, dtype=torch.float64), torch.randn(
+        6, 3, generator=gen, dtype=torch.float64)
+    for got, want, inputs in (
+            (edge_dot(x, y, row, col), (x[row] * y[col]).sum(-1), (x, y)),
+            (edge_weighted_sum(row, col, w, y, 6), weighted_sum(row, w, y[col], 6), (w, y))):
+        assert torch.allclose(got, want, atol=1e-12)
+        seed = seed_d if got.dim() == 1 else seed_s
+        for g, e in zip(torch.autograd.grad((got * seed).sum(), inputs),
+                        torch.autograd.grad((want * seed).sum(), inputs)):
+            assert torch.allclose(g, e, atol=1e-12)
+    assert edge_weighted_sum(row, col, w, y, 6)[[1, 4]].abs().sum() == 0
 
 
 def test_segment_softmax_by_hand():
