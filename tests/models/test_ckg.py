@@ -23,7 +23,7 @@ from reelgraph.lightning_modules.cli import main
 from reelgraph.models import CKGConfig, MFConfig
 from reelgraph.models.ckg import CKG
 from reelgraph.models.ckg_layers import (CKGTower, attention_logits, neighbourhood,
-                                         relation_project, transr_loss, transr_score)
+                                         project_pairs, relation_project, transr_loss, transr_score)
 from reelgraph.graph import segment_softmax
 from reelgraph.samplers.batch import BPRBatch
 from reelgraph.samplers.loader import plan_batch
@@ -55,6 +55,23 @@ def test_transr_score_and_loss_by_hand():
     assert torch.allclose(neg, torch.tensor([2.0]))
     want = -math.log(1 / (1 + math.exp(-(2.0 - 1.0))))
     assert math.isclose(transr_loss(g[:1], neg).item(), want, rel_tol=1e-6)
+
+
+def test_project_pairs_projects_each_distinct_pair_once_with_per_triple_answers():
+    """``W_r e_v`` per triple from the distinct ``(relation, node)`` pairs: the per-triple
+    products and their gradients, float64, with repeated pairs in any order."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(7, 4, generator=gen, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(3, 4, 2, generator=gen, dtype=torch.float64, requires_grad=True)
+    relation = torch.tensor([2, 0, 0, 1, 2, 0, 1, 1, 0])
+    node = torch.tensor([5, 1, 1, 6, 5, 0, 6, 2, 1])                    # (0, 1) three times
+    got = project_pairs(x, w, relation, node)
+    want = torch.einsum("ed,edk->ek", x[node], w[relation])
+    seed = torch.randn(9, 2, generator=gen, dtype=torch.float64)
+    assert torch.allclose(got, want, atol=1e-12)
+    for g, e in zip(torch.autograd.grad((got * seed).sum(), (x, w)),
+                    torch.autograd.grad((want * seed).sum(), (x, w))):
+        assert torch.allclose(g, e, atol=1e-12)
 
 
 def test_attention_softmax_and_aggregation_by_hand():
