@@ -114,6 +114,12 @@ def pool(mats: tuple[Tensor, Tensor], x: Tensor) -> Tensor:
 _EDGE_CHUNK = 1 << 22  # floats of gathered rows an edge product reads at once
 
 
+def _csr_float(x: Tensor) -> Tensor:
+    """``x`` in a dtype torch's sparse CSR product has a kernel for on every device (float32
+    for the half types; under ``bf16-mixed`` autocast a Linear's output is bfloat16)."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
 def _edge_csr(row: Tensor, col: Tensor, value: Tensor, num_rows: int, num_cols: int) -> Tensor:
     """The sparse CSR ``[num_rows, num_cols]`` with ``value [M]`` at the edges ``(row, col)``
     (any order; repeated edges add up)."""
@@ -141,16 +147,18 @@ class _EdgeDot(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, y: Tensor, row: Tensor, col: Tensor) -> Tensor:
         ctx.save_for_backward(x, y, row, col)
-        return _rowwise_dot(x, y, row, col)
+        with torch.autocast(x.device.type, enabled=False):
+            return _rowwise_dot(x, y, row, col)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         x, y, row, col = ctx.saved_tensors
         gx = gy = None
-        if ctx.needs_input_grad[0]:
-            gx = _edge_csr(row, col, grad.to(y.dtype), x.size(0), y.size(0)) @ y
-        if ctx.needs_input_grad[1]:
-            gy = _edge_csr(col, row, grad.to(x.dtype), y.size(0), x.size(0)) @ x
+        with torch.autocast(x.device.type, enabled=False):
+            if ctx.needs_input_grad[0]:
+                gx = _edge_csr(row, col, grad.to(y.dtype), x.size(0), y.size(0)) @ y
+            if ctx.needs_input_grad[1]:
+                gy = _edge_csr(col, row, grad.to(x.dtype), y.size(0), x.size(0)) @ x
         return gx, gy, None, None
 
 
@@ -161,32 +169,34 @@ class _EdgeWeightedSum(torch.autograd.Function):
     @staticmethod
     def forward(ctx, row: Tensor, col: Tensor, w: Tensor, x: Tensor, num_rows: int) -> Tensor:
         ctx.save_for_backward(row, col, w, x)
-        return _edge_csr(row, col, w.to(x.dtype), num_rows, x.size(0)) @ x
+        with torch.autocast(x.device.type, enabled=False):
+            return _edge_csr(row, col, w.to(x.dtype), num_rows, x.size(0)) @ x
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         row, col, w, x = ctx.saved_tensors
         gw = gx = None
-        if ctx.needs_input_grad[2]:
-            gw = _rowwise_dot(grad, x, row, col).to(w.dtype)
-        if ctx.needs_input_grad[3]:
-            gx = _edge_csr(col, row, w.to(grad.dtype), x.size(0), grad.size(0)) @ grad
+        with torch.autocast(x.device.type, enabled=False):
+            if ctx.needs_input_grad[2]:
+                gw = _rowwise_dot(grad, x, row, col).to(w.dtype)
+            if ctx.needs_input_grad[3]:
+                gx = _edge_csr(col, row, w.to(grad.dtype), x.size(0), grad.size(0)) @ grad
         return None, None, gw, gx, None
 
 
 def edge_dot(x: Tensor, y: Tensor, row: Tensor, col: Tensor) -> Tensor:
     """``x[row[m]] . y[col[m]]`` per edge ``[M]`` of rows ``x [T, d]``, ``y [N, d]``,
     differentiable in both; the same as ``(x[row] * y[col]).sum(-1)`` without keeping two
-    ``[M, d]`` gathers for the backward pass."""
-    return _EdgeDot.apply(x, y, row, col)
+    ``[M, d]`` gathers for the backward pass. Half-precision rows are computed in float32."""
+    return _EdgeDot.apply(_csr_float(x), _csr_float(y), row, col)
 
 
 def edge_weighted_sum(row: Tensor, col: Tensor, weight: Tensor, x: Tensor, num_rows: int
                       ) -> Tensor:
     """``out[r] = sum_{m: row[m] = r} weight[m] x[col[m]]`` ``[num_rows, d]`` of ``x [N, d]``,
     differentiable in ``weight [M]`` and ``x``: :func:`weighted_sum` of ``x[col]`` without the
-    ``[M, d]`` messages (a sparse product each way)."""
-    return _EdgeWeightedSum.apply(row, col, weight, x, num_rows)
+    ``[M, d]`` messages (a sparse product each way; half-precision rows in float32)."""
+    return _EdgeWeightedSum.apply(row, col, weight, _csr_float(x), num_rows)
 
 
 def gather_weighted_sum(index: Tensor, weight: Tensor, x: Tensor) -> Tensor:

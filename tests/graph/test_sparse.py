@@ -94,6 +94,24 @@ def test_edge_products_match_their_gathered_forms(monkeypatch, chunk):
     assert edge_weighted_sum(row, col, w, y, 6)[[1, 4]].abs().sum() == 0
 
 
+def test_edge_products_run_in_float32_under_bf16_autocast():
+    """Under ``bf16-mixed`` autocast a Linear's output is bfloat16 and torch's CPU sparse CSR
+    product has no bfloat16 kernel: the edge products take such rows in float32 (values equal
+    to the float32 products of the same rows) and their gradients reach the bfloat16 inputs."""
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randn(6, 4, generator=gen).bfloat16().requires_grad_()
+    w = torch.rand(9, generator=gen, requires_grad=True)
+    row, col = torch.randint(0, 6, (9,), generator=gen), torch.randint(0, 6, (9,), generator=gen)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        dot, total = edge_dot(x, x, row, col), edge_weighted_sum(row, col, w, x, 6)
+    xf = x.detach().float()
+    assert dot.dtype == total.dtype == torch.float32
+    assert torch.allclose(dot, (xf[row] * xf[col]).sum(-1), atol=1e-5)
+    assert torch.allclose(total, weighted_sum(row, w.detach(), xf[col], 6), atol=1e-5)
+    (dot.sum() + total.sum()).backward()
+    assert x.grad.dtype == torch.bfloat16 and x.grad.abs().sum() > 0 and w.grad.abs().sum() > 0
+
+
 def test_segment_softmax_by_hand():
     score = torch.tensor([0.0, 1000.0, 0.0, 1000.0])  # large: the max shift avoids overflow
     assert segment_softmax(INDEX, score, 3).tolist() == [0.5, 0.5, 0.5, 0.5]
