@@ -131,6 +131,12 @@ def _edge_csr(row: Tensor, col: Tensor, value: Tensor, num_rows: int, num_cols: 
     return csr_tensor(ptr, c, value[perm], (num_rows, num_cols))
 
 
+def _edge_sum(row: Tensor, col: Tensor, w: Tensor, x: Tensor, num_rows: int) -> Tensor:
+    """``sum_{m: row[m] = r} w[m] x[col[m]]`` ``[num_rows, d]`` as one CSR product (no
+    gradient: the edge ops' forward and backward passes)."""
+    return _edge_csr(row, col, w.to(x.dtype), num_rows, x.size(0)) @ x
+
+
 def _rowwise_dot(x: Tensor, y: Tensor, row: Tensor, col: Tensor) -> Tensor:
     """``(x[row] * y[col]).sum(-1)`` ``[M]``, reading ``_EDGE_CHUNK`` floats of rows at a time."""
     out = x.new_empty(row.numel())
@@ -156,9 +162,9 @@ class _EdgeDot(torch.autograd.Function):
         gx = gy = None
         with torch.autocast(x.device.type, enabled=False):
             if ctx.needs_input_grad[0]:
-                gx = _edge_csr(row, col, grad.to(y.dtype), x.size(0), y.size(0)) @ y
+                gx = _edge_sum(row, col, grad, y, x.size(0))
             if ctx.needs_input_grad[1]:
-                gy = _edge_csr(col, row, grad.to(x.dtype), y.size(0), x.size(0)) @ x
+                gy = _edge_sum(col, row, grad, x, y.size(0))
         return gx, gy, None, None
 
 
@@ -170,7 +176,7 @@ class _EdgeWeightedSum(torch.autograd.Function):
     def forward(ctx, row: Tensor, col: Tensor, w: Tensor, x: Tensor, num_rows: int) -> Tensor:
         ctx.save_for_backward(row, col, w, x)
         with torch.autocast(x.device.type, enabled=False):
-            return _edge_csr(row, col, w.to(x.dtype), num_rows, x.size(0)) @ x
+            return _edge_sum(row, col, w, x, num_rows)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
@@ -180,7 +186,7 @@ class _EdgeWeightedSum(torch.autograd.Function):
             if ctx.needs_input_grad[2]:
                 gw = _rowwise_dot(grad, x, row, col).to(w.dtype)
             if ctx.needs_input_grad[3]:
-                gx = _edge_csr(col, row, w.to(grad.dtype), x.size(0), grad.size(0)) @ grad
+                gx = _edge_sum(col, row, w, grad, x.size(0))
         return None, None, gw, gx, None
 
 

@@ -94,8 +94,7 @@ from reelgraph.models.a2bm2gl_attention import ATTENTION_INPUTS, attend
 from reelgraph.models.a2bm2gl_losses import (adaptive_loss, constraint_loss,  # noqa: F401
                                              full_adaptive_loss, full_wr_loss, info_bpr_loss,
                                              margin_loss, wr_loss)
-from reelgraph.models.a2bm2gl_semantic import (gcn_self_loop, semantic_rows,  # noqa: F401
-                                               weighted_cosine)
+from reelgraph.models.a2bm2gl_semantic import semantic_rows
 from reelgraph.models.base import (GraphConfig, Recommender, bpr_loss, init_tables_, l2_loss,
                                    make_plan)
 from reelgraph.samplers.plans.a2bm2gl import (RWR_TRANSITIONS, A2BM2GLBatch, A2BM2GLPlan,
