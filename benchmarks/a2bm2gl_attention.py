@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 import tempfile
 from dataclasses import replace
 
@@ -36,6 +37,9 @@ from reelgraph.lightning_modules.datamodule import RecDataModule
 from reelgraph.lightning_modules.module import RecModule
 from reelgraph.models.a2bm2gl import A2BM2GLConfig
 from reelgraph.models.a2bm2gl_attention import attention_entropy, attention_weights
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # _fit, also when loaded by path
+from _fit import fit_and_test  # noqa: E402
 
 WORLD = WorldConfig(num_users=400, num_items=600, num_creators=60, num_communities=8,
                     popularity_exponent=2.0, avg_interactions=20, max_interactions=80, noise=0.05,
@@ -95,16 +99,11 @@ def run(world: str, cache: str, flags: dict, seed: int, epochs: int, dim: int):
     config = replace(A2BM2GLConfig(embedding_dim=dim), **flags)
     dm = RecDataModule(data=world, cache_dir=cache, batch_size=512, num_negatives=4, seed=seed)
     module = RecModule(config, lr=1e-2, ks=(20,), auc=False)
-    trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", logger=False,
-                         enable_progress_bar=False, enable_model_summary=False,
-                         enable_checkpointing=False, limit_val_batches=0, num_sanity_val_steps=0,
-                         default_root_dir=cache)
     dm.setup()
     module.model = config.build(dm.store)
     static = config.plan().static(dm.store, torch.device("cpu"))
     init = measure(module.model, static)
-    trainer.fit(module, datamodule=dm)
-    recall = trainer.test(module, datamodule=dm, verbose=False)[0]["test/recall@20"]
+    recall = fit_and_test(module, dm, epochs=epochs, root=cache)[0]["test/recall@20"]
     return init, measure(module.model, static), recall
 
 

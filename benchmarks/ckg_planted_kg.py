@@ -25,6 +25,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import sys
 import tempfile
 import time
 import warnings
@@ -37,6 +39,9 @@ from reelgraph.lightning_modules._pl import pl
 from reelgraph.lightning_modules.datamodule import RecDataModule
 from reelgraph.lightning_modules.module import RecModule
 from reelgraph.models import CKGConfig, MFConfig, ModelConfig
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # _fit, also when loaded by path
+from _fit import fit_and_test  # noqa: E402
 
 CKG = CKGConfig(embedding_dim=32, num_layers=2, kg_batch_size=512)
 VARIANTS: dict[str, ModelConfig] = {
@@ -52,12 +57,7 @@ def fit_recall(world: str, config: ModelConfig, seed: int, epochs: int) -> float
         dm = RecDataModule(data=world, cache_dir=f"{tmp}/cache", batch_size=512, num_negatives=4,
                            seed=seed)
         module = RecModule(config, lr=1e-2, ks=(20,), auc=False)
-        trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", logger=False,
-                             enable_progress_bar=False, enable_model_summary=False,
-                             enable_checkpointing=False, limit_val_batches=0,
-                             num_sanity_val_steps=0, default_root_dir=tmp)
-        trainer.fit(module, datamodule=dm)
-        return trainer.test(module, datamodule=dm, verbose=False)[0]["test/recall@20"]
+        return fit_and_test(module, dm, epochs=epochs, root=tmp)[0]["test/recall@20"]
 
 
 def main() -> None:

@@ -14,12 +14,17 @@ products (:func:`~reelgraph.graph.edge_dot`, :func:`~reelgraph.graph.edge_weight
   (``[M, d]`` each) and a segment sum. Edge form:
   :class:`~reelgraph.models.shl_local.GatedAttention`. Default shape: the synthetic world's
   bipartite graph at d = 128 (10,000 nodes, 273,096 directed edges).
+- ``mmgcn-max``: MMGCN's max aggregation (:func:`~reelgraph.graph.segment_max` of ``x[col]``
+  over CSR-ordered rows), before and after: ``torch.scatter_reduce``'s ``amax`` (``scatter``)
+  and torch's segment reduction with our tie-splitting backward (``segment``). Same shape as
+  ``shl-hop``.
 
 The two forms run in turns; the figures are per-step medians, their ratio, and the largest
 difference of the outputs.
 
     python3 benchmarks/edge_ops.py --op a2bm2gl-eq6 --threads 2
     python3 benchmarks/edge_ops.py --op shl-hop --threads 2
+    python3 benchmarks/edge_ops.py --op mmgcn-max --threads 2
 """
 from __future__ import annotations
 
@@ -30,7 +35,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from reelgraph.graph import segment_softmax, weighted_sum
+from reelgraph.graph import segment_max, segment_softmax, weighted_sum
 from reelgraph.models.a2bm2gl_attention import attend, attention_weights
 from reelgraph.models.shl_local import GatedAttention
 
@@ -76,8 +81,20 @@ def hop_edges(hop: GatedAttention, x, row, col, scale):
     return hop(x, x, row, col, scale)
 
 
-OPS = {"a2bm2gl-eq6": (eq6_inputs, eq6_gathered, eq6_edges),
-       "shl-hop": (hop_inputs, hop_gathered, hop_edges)}
+def max_scatter(params, x, row, col, scale):
+    src = x[col]                                                             # [M, d]
+    out = src.new_zeros(x.size(0), src.size(1))
+    return out.scatter_reduce(0, row.unsqueeze(1).expand_as(src), src, "amax", include_self=False)
+
+
+def max_segment(params, x, row, col, scale):
+    return segment_max(x[col], row, x.size(0))
+
+
+# op: (inputs, the form before, the form after, their names)
+OPS = {"a2bm2gl-eq6": (eq6_inputs, eq6_gathered, eq6_edges, ("gathered", "edges")),
+       "shl-hop": (hop_inputs, hop_gathered, hop_edges, ("gathered", "edges")),
+       "mmgcn-max": (hop_inputs, max_scatter, max_segment, ("scatter", "segment"))}
 
 
 def step(form, params, tensors, fixed) -> tuple[float, torch.Tensor]:
@@ -104,13 +121,13 @@ def main(argv=None) -> None:
     a.dim = a.dim or (320 if a.op == "a2bm2gl-eq6" else 128)
     torch.set_num_threads(a.threads)
     gen = torch.Generator().manual_seed(0)
-    make, gathered, edges = OPS[a.op]
+    make, before, after, names = OPS[a.op]
     tensors, fixed = make(a, gen)
     tensors = [t.requires_grad_() for t in tensors]
     params = GatedAttention(a.dim) if a.op == "shl-hop" else None
-    times, outs = {"gathered": [], "edges": []}, {}
+    times, outs = {name: [] for name in names}, {}
     for r in range(a.repeats + 1):  # the first round warms up
-        for name, form in (("gathered", gathered), ("edges", edges)):
+        for name, form in zip(names, (before, after)):
             took, outs[name] = step(form, params, tensors, fixed)
             if r:
                 times[name].append(took)
@@ -118,8 +135,9 @@ def main(argv=None) -> None:
     print(f"{a.op}: {vars(a)}; forward + backward, median of {a.repeats}:")
     for k, v in times.items():
         print(f"  {k:9s} {med[k] * 1e3:8.1f} ms  (min {min(v) * 1e3:.1f}, max {max(v) * 1e3:.1f})")
-    print(f"  gathered / edges: {med['gathered'] / med['edges']:.2f}x; "
-          f"max |difference| of the outputs {(outs['gathered'] - outs['edges']).abs().max():.2e}")
+    b, f = names
+    print(f"  {b} / {f}: {med[b] / med[f]:.2f}x; "
+          f"max |difference| of the outputs {(outs[b] - outs[f]).abs().max():.2e}")
 
 
 if __name__ == "__main__":

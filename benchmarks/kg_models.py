@@ -48,7 +48,7 @@ import argparse
 import json
 import logging
 import os
-import time
+import sys
 from dataclasses import replace
 
 import torch
@@ -59,6 +59,9 @@ from reelgraph.lightning_modules.datamodule import RecDataModule
 from reelgraph.lightning_modules.module import RecModule
 from reelgraph.models import CKGConfig, LightGCNConfig, ModelConfig
 from reelgraph.models.ngcf import NGCFConfig
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # _fit, also when loaded by path
+from _fit import fit_and_test  # noqa: E402
 
 ML100K = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data",
                       "ml-100k")
@@ -93,14 +96,8 @@ def run(name: str, a: argparse.Namespace) -> dict[str, float]:
                        num_negatives=a.num_negatives, seed=a.seed,
                        split=SplitConfig(method="ratio", ratios=(0.8, 0.1, 0.1), seed=0))
     module = RecModule(config(name, a), lr=a.lr, ks=KS, auc=False)
-    trainer = pl.Trainer(max_epochs=a.epochs, accelerator=a.accelerator, devices=1, logger=False,
-                         enable_progress_bar=False, enable_model_summary=False,
-                         enable_checkpointing=False, num_sanity_val_steps=0,
-                         check_val_every_n_epoch=10**6, default_root_dir=a.cache_dir)
-    start = time.perf_counter()
-    trainer.fit(module, datamodule=dm)
-    train_s = time.perf_counter() - start
-    out = trainer.test(module, datamodule=dm, verbose=False)[0]
+    out, train_s = fit_and_test(module, dm, epochs=a.epochs, root=a.cache_dir,
+                                accelerator=a.accelerator)
     row = {m: float(out[f"test/{m}"]) for m in METRICS} | {"train_s": train_s}
     print(f"  {name}: train {train_s:.0f}s, P@10 {row['precision@10']:.4f}, "
           f"R@10 {row['recall@10']:.4f}", flush=True)

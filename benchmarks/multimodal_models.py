@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import time
+import sys
 from dataclasses import replace
 
 import torch
@@ -31,6 +31,9 @@ from reelgraph.lightning_modules.datamodule import RecDataModule
 from reelgraph.lightning_modules.module import RecModule
 from reelgraph.models import LightGCNConfig
 from reelgraph.models.a2bm2gl import A2BM2GLConfig
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # _fit, also when loaded by path
+from _fit import fit_and_test  # noqa: E402
 
 ML100K = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data",
                       "ml-100k")
@@ -66,14 +69,7 @@ def run(data: str, name: str, args) -> dict[str, float]:
     dm = RecDataModule(data=data, cache_dir=args.cache_dir, batch_size=args.batch_size,
                        num_negatives=args.num_negatives, seed=args.seed)
     module = RecModule(config(name, args.dim), lr=args.lr, ks=KS, auc=False)
-    trainer = pl.Trainer(max_epochs=args.epochs, accelerator="cpu", logger=False,
-                         enable_progress_bar=False, enable_model_summary=False,
-                         enable_checkpointing=False, num_sanity_val_steps=0,
-                         check_val_every_n_epoch=10**6, default_root_dir=args.cache_dir)
-    start = time.perf_counter()
-    trainer.fit(module, datamodule=dm)
-    fit_s = time.perf_counter() - start
-    out = trainer.test(module, datamodule=dm, verbose=False)[0]
+    out, fit_s = fit_and_test(module, dm, epochs=args.epochs, root=args.cache_dir)
     out["fit_s"] = fit_s
     print(f"  {name}: fit {fit_s:.0f}s, recall@20 {out['test/recall@20']:.4f}", flush=True)
     return out

@@ -24,8 +24,8 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 import tempfile
-import time
 import warnings
 
 import torch
@@ -35,6 +35,9 @@ from reelgraph.lightning_modules._pl import pl
 from reelgraph.lightning_modules.datamodule import RecDataModule
 from reelgraph.lightning_modules.module import RecModule
 from reelgraph.models import ISGNNConfig, MFConfig
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # _fit, also when loaded by path
+from _fit import fit_and_test  # noqa: E402
 
 # the test suite's small world (tests/conftest.py SMALL_WORLD) with 32-d informative features
 PLANTED = WorldConfig(num_users=400, num_items=600, num_creators=60, num_communities=8,
@@ -58,14 +61,7 @@ def fit_and_score(config, data: str, cache: str, seed: int, a: argparse.Namespac
                        num_negatives=a.negatives, seed=seed)
     module = RecModule(config, lr=a.lr, ks=(20,), auc=False, sampled_candidates=a.candidates,
                        sampled_ks=(1, 2), sampled_seed=a.candidate_seed)
-    trainer = pl.Trainer(max_epochs=a.epochs, accelerator="cpu", logger=False,
-                         enable_progress_bar=False, enable_model_summary=False,
-                         enable_checkpointing=False, limit_val_batches=0, num_sanity_val_steps=0,
-                         default_root_dir=cache)
-    start = time.perf_counter()
-    trainer.fit(module, datamodule=dm)
-    seconds = time.perf_counter() - start
-    test = trainer.test(module, datamodule=dm, verbose=False)[0]
+    test, seconds = fit_and_test(module, dm, epochs=a.epochs, root=cache)
     return {"recall@20": test["test/recall@20"], "ndcg@20": test["test/ndcg@20"],
             "auc": test["test/sampled_auc"], "ndcg@1": test["test/sampled_ndcg@1"],
             "ndcg@2": test["test/sampled_ndcg@2"], "train_s": seconds}

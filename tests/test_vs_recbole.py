@@ -2,19 +2,13 @@
 (its SUMMARY line, or the EPOCH/EVAL lines of a run that died before it), the time to a target
 on a hand-made curve (every evaluation, and only those that end a whole epoch as RecBole's do),
 and the goals table's met / not met."""
-import importlib.util
 import json
-import os
-import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-spec = importlib.util.spec_from_file_location(
-    "vs_recbole", os.path.join(ROOT, "benchmarks", "vs_recbole.py"))
-vs = importlib.util.module_from_spec(spec)
-sys.modules["vs_recbole"] = vs
-spec.loader.exec_module(vs)
+from tests._bench import load_benchmark
+
+vs = load_benchmark("vs_recbole")
 
 LINES = [  # as ../shared/peers/recbole/run.py prints them, with RecBole's own log between
     "LOAD dataset_s=0.45 dataloaders_s=0.25 model_init_s=0.12 users=2000 items=13895",
@@ -124,10 +118,7 @@ def test_goal_verdict_is_the_matched_one():
 def test_the_ours_arm_stops_on_the_peers_epoch_grid():
     # amazon_book.py --stop-at-epoch-end: a validation ends its epoch when fewer than one
     # interval of steps remain (319 steps at a quarter: validations after 79, 158, 237, 316)
-    spec_ab = importlib.util.spec_from_file_location(
-        "amazon_book", os.path.join(ROOT, "benchmarks", "amazon_book.py"))
-    ab = importlib.util.module_from_spec(spec_ab)
-    spec_ab.loader.exec_module(ab)
+    ab = load_benchmark("amazon_book")
     ends = [s for s in (79, 158, 237, 316, 398, 477, 556, 635) if ab.last_of_epoch(s, 319, 79)]
     assert ends == [316, 635]
     assert [s for s in (20, 40, 60, 80, 100, 160) if ab.last_of_epoch(s, 80, 20)] == [80, 160]

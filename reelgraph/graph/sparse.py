@@ -220,13 +220,38 @@ def segment_sum(src: Tensor, index: Tensor, num_segments: int) -> Tensor:
     return src.new_zeros(num_segments, *src.shape[1:]).index_add_(0, index, src)
 
 
+class _SegmentMax(torch.autograd.Function):
+    """``segment_max`` over ``src`` grouped by a sorted ``index``: torch's segment reduction
+    forward, and a backward that splits each upstream gradient equally among the tied maxima
+    (torch 2.13's ``segment_reduce`` backward gives every tie the whole gradient when it is
+    negative; ``scatter_reduce``'s ``amax`` counts the zero it starts from as one more tie)."""
+
+    @staticmethod
+    def forward(ctx, src: Tensor, index: Tensor, num_segments: int) -> Tensor:
+        lengths = torch.bincount(index, minlength=num_segments)                  # [S]
+        out = torch.segment_reduce(src, "max", lengths=lengths, unsafe=True)     # [S, *]
+        out = out.masked_fill((lengths == 0).view(-1, *([1] * (src.dim() - 1))), 0)
+        ctx.save_for_backward(src, index, out)
+        ctx.num_segments = num_segments
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        src, index, out = ctx.saved_tensors
+        top = src == out[index]                                                  # [M, *]
+        ties = segment_sum(top.to(grad.dtype), index, ctx.num_segments).clamp(min=1)
+        return top * (grad / ties)[index], None, None
+
+
 def segment_max(src: Tensor, index: Tensor, num_segments: int) -> Tensor:
     """Element-wise ``out[r] = max_{index[m] = r} src[m]``: ``src [M, *]``, ``index [M]`` →
-    ``[num_segments, *]``; empty segments are zeros (never ``-inf``). At a tie the gradient is
-    shared equally by the tied entries (``torch.scatter_reduce``'s ``"amax"``)."""
-    out = src.new_zeros(num_segments, *src.shape[1:])
-    index = index.reshape(-1, *([1] * (src.dim() - 1))).expand_as(src)    # [M, *]
-    return out.scatter_reduce(0, index, src, "amax", include_self=False)
+    ``[num_segments, *]``; empty segments are zeros (never ``-inf``). At a tie the tied entries
+    share the gradient equally (their gradients sum to the output's). ``index`` in any order
+    (unsorted: grouped by a stable sort first)."""
+    if index.numel() and not bool((index[1:] >= index[:-1]).all()):
+        perm = torch.sort(index, stable=True).indices
+        src, index = src[perm], index[perm]
+    return _SegmentMax.apply(src, index, num_segments)
 
 
 def segment_mean_weight(index: Tensor, num_segments: int, dtype: torch.dtype = torch.float32

@@ -35,13 +35,10 @@ Where the paper is vague (each choice is ours):
 - The margin term is written ``-max{m - (B_up - B_low), 0}``; minimising that would widen the
   violation, so we minimise the hinge ``max{m - (B_up - B_low), 0}``, which keeps ``B_up - B_low
   >= m`` (its stated intent; :func:`margin_loss`).
-- δ defaults to the paper's 0.5; ``margin_weight=2.0`` (this repo's earlier default) is the
-  option, measured: with row-stochastic RWR of 5 steps, on a planted world, δ=2, λ=1e-2 trained
-  the adaptive loss to BPR's level (Recall@20 0.274 vs 0.268), δ=0.5, λ=1e-4 to 0.197 (the
-  squared loss shrank the boundary gap and overfitted under our per-batch means). With today's
-  other defaults (λ 1e-2, in the paper's grid): the tests' planted world, d=32, 15 epochs, seeds
-  0-2, δ=2 0.266 vs δ=0.5 0.239 Recall@20; ml-100k (no features, d=64, 15 epochs, seed 0) the
-  other way, δ=2 0.305 vs δ=0.5 0.334.
+- δ defaults to the paper's 0.5; ``margin_weight=2.0`` (this repo's earlier default) stays an
+  option, as neither wins everywhere (λ 1e-2, 15 epochs, Recall@20): on the tests' planted
+  world (d=32, seeds 0-2) δ=2 0.266 vs δ=0.5 0.239; on ml-100k (no features, d=64, seed 0)
+  0.305 vs 0.334.
 - L_str / L_sem: eq. 2 has positives only, which inflating every score minimises; as in UltraGCN
   we add the sampled negatives' ``-log σ(-s)``. Positive weights β are eq. 2's, rescaled to mean 1
   over the graph's edges so the paper's β=0.6, γ=0.1 are not swamped by ~1/degree weights.

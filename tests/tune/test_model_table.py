@@ -2,19 +2,15 @@
 through ``reelgraph-tune`` on a 2-CPU local Ray and GF-CF through its drawn points, 2 trials,
 1 epoch; the JSONL rows, the resume (a second run skips both; a model whose search finished
 is only retrained) and the report's ratio columns. About 30 s here, most of it Ray and Tune."""
-import importlib.util
 import json
 import os
-import sys
 
 import pytest
 
+from tests._bench import load_benchmark
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-spec = importlib.util.spec_from_file_location(
-    "model_table", os.path.join(ROOT, "benchmarks", "model_table.py"))
-model_table = importlib.util.module_from_spec(spec)
-sys.modules["model_table"] = model_table   # its dataclasses look their module up
-spec.loader.exec_module(model_table)
+model_table = load_benchmark("model_table")
 
 
 def _rows(out) -> list[dict]:

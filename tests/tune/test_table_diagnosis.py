@@ -1,21 +1,16 @@
 """``benchmarks/table_diagnosis.py``: its pure functions on hand-made tensors with known answers,
 then the whole report on a two-model table fitted here by ``reelgraph fit`` (BPR-MF, 3 epochs;
 GF-CF) on the small planted world: the recomputed test Recall@20 equals the logged one."""
-import importlib.util
 import json
 import math
 import os
-import sys
 
 import pytest
 import torch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-spec = importlib.util.spec_from_file_location(
-    "table_diagnosis", os.path.join(ROOT, "benchmarks", "table_diagnosis.py"))
-td = importlib.util.module_from_spec(spec)
-sys.modules["table_diagnosis"] = td   # its dataclasses look their module up
-spec.loader.exec_module(td)
+from tests._bench import load_benchmark
+
+td = load_benchmark("table_diagnosis")
 
 
 def test_summarize_curve():
