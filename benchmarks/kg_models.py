@@ -39,7 +39,13 @@ and 1.65M triples, 196 steps an epoch: about 80 min an epoch, so ml-1m whole-gra
 GPU), sampled 1.0-1.4 s; ml-1m's whole-graph step peaks at 5.3 GiB. With 2 threads on the busy
 box every figure was 2-3x worse (hence ``--threads 1``).
 
+With ``--results FILE.jsonl`` each model's row is appended to FILE as soon as it is tested,
+with the run's protocol (dataset, epochs, size, optimiser, batch, seed); a later run with the
+same protocol takes the rows already there and trains only the missing models, so a long run
+can be split over several sessions (or resumed after a kill) and still print one table.
+
     python benchmarks/kg_models.py --epochs 1 --dim 16          # smoke
+    python benchmarks/kg_models.py --models ckg,kgat --results benchmarks/kg/ml-100k.jsonl
     python benchmarks/kg_models.py --data ../shared/data/ml-1m --epochs 50 --accelerator gpu
 """
 from __future__ import annotations
@@ -73,6 +79,9 @@ MODELS = [*CKG_VARIANTS, "ngcf", "lightgcn"]
 DEFAULT_MODELS = "ckg,ckg-no-kg,kgat,ckg-no-att,ngcf,lightgcn"
 PAPER = {"ckg": (0.1307, 0.4721), "kgat": (0.1264, 0.4678), "ngcf": (0.1238, 0.4655)}  # P@10, R@10
 RATIOS = ("kgat", "ngcf", "lightgcn")  # ckg / each
+# the arguments a stored row must share with this run to stand in for training (not --threads)
+PROTOCOL = ("data", "epochs", "dim", "layers", "reg", "lr", "batch_size", "num_negatives",
+            "kg_batch_size", "fanouts", "seed")
 
 
 def config(name: str, a: argparse.Namespace) -> ModelConfig:
@@ -102,6 +111,40 @@ def run(name: str, a: argparse.Namespace) -> dict[str, float]:
     print(f"  {name}: train {train_s:.0f}s, P@10 {row['precision@10']:.4f}, "
           f"R@10 {row['recall@10']:.4f}", flush=True)
     return row
+
+
+def protocol(a: argparse.Namespace) -> dict:
+    """The run's :data:`PROTOCOL` values, the dataset as its folder name."""
+    return {k: os.path.basename(os.path.normpath(a.data)) if k == "data" else getattr(a, k)
+            for k in PROTOCOL}
+
+
+def stored_rows(path: str, proto: dict) -> dict[str, dict[str, float]]:
+    """``{model: row}`` of ``path``'s lines run under ``proto`` (the last line of a model wins;
+    other protocols' lines are ignored, a torn last line too)."""
+    rows: dict[str, dict[str, float]] = {}
+    if os.path.isfile(path):
+        with open(path) as f:
+            for line in f:
+                try:
+                    entry = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if entry.get("protocol") == proto:
+                    rows[entry["model"]] = entry["row"]
+    return rows
+
+
+def append_row(path: str, entry: dict) -> None:
+    """``entry`` as one JSON line at the end of ``path``, on a line of its own even after a
+    torn last line."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "a+b") as f:
+        torn = False
+        if f.seek(0, os.SEEK_END) > 0:
+            f.seek(-1, os.SEEK_END)
+            torn = f.read(1) != b"\n"
+        f.write((("\n" if torn else "") + json.dumps(entry) + "\n").encode())
 
 
 def results_table(rows: dict[str, dict[str, float]]) -> str:
@@ -154,6 +197,9 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--cache-dir", default=os.path.join("artifacts", "cache"),
                    help="built stores")
     p.add_argument("--json", default=None, help="also write {model: row} to this file")
+    p.add_argument("--results", default=None, metavar="FILE.jsonl",
+                   help="append each model's row to FILE as it finishes; models FILE already "
+                        "holds under the same protocol are taken from it, not trained")
     a = p.parse_args(argv)
     a.fanouts = a.fanouts or [10] * a.layers
     return a
@@ -168,7 +214,18 @@ def main(argv=None) -> None:
     names = a.models.split(",")
     for name in names:
         config(name, a)  # fail on a bad name or flag before any training
-    rows = {name: run(name, a) for name in names}
+    proto = protocol(a)
+    done = stored_rows(a.results, proto) if a.results else {}
+    rows = {}
+    for name in names:
+        if name in done:
+            rows[name] = done[name]
+            print(f"  {name}: from {a.results}", flush=True)
+            continue
+        rows[name] = run(name, a)
+        if a.results:
+            append_row(a.results, dict(model=name, protocol=proto, row=rows[name],
+                                       threads=a.threads))
     if a.json:
         with open(a.json, "w") as f:
             json.dump(dict(args=vars(a), rows=rows), f, indent=1)
