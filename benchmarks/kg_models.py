@@ -68,6 +68,7 @@ from reelgraph.models.ngcf import NGCFConfig
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # _fit, also when loaded by path
 from _fit import fit_and_test  # noqa: E402
+from _jsonl import append_row, load_rows  # noqa: E402
 
 ML100K = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data",
                       "ml-100k")
@@ -121,30 +122,9 @@ def protocol(a: argparse.Namespace) -> dict:
 
 def stored_rows(path: str, proto: dict) -> dict[str, dict[str, float]]:
     """``{model: row}`` of ``path``'s lines run under ``proto`` (the last line of a model wins;
-    other protocols' lines are ignored, a torn last line too)."""
-    rows: dict[str, dict[str, float]] = {}
-    if os.path.isfile(path):
-        with open(path) as f:
-            for line in f:
-                try:
-                    entry = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                if entry.get("protocol") == proto:
-                    rows[entry["model"]] = entry["row"]
-    return rows
-
-
-def append_row(path: str, entry: dict) -> None:
-    """``entry`` as one JSON line at the end of ``path``, on a line of its own even after a
-    torn last line."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "a+b") as f:
-        torn = False
-        if f.seek(0, os.SEEK_END) > 0:
-            f.seek(-1, os.SEEK_END)
-            torn = f.read(1) != b"\n"
-        f.write((("\n" if torn else "") + json.dumps(entry) + "\n").encode())
+    other protocols' lines are ignored, a torn line too)."""
+    return {model: entry["row"] for model, entry in
+            load_rows(path, lambda entry: entry.get("protocol") == proto).items()}
 
 
 def results_table(rows: dict[str, dict[str, float]]) -> str:

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import logging
 import os
 import shutil
@@ -51,6 +50,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # _table_search,
 from _table_search import (ROOT, Row, draw_search, recipe_search, recipe_values,  # noqa: E402
                            search_outcome, tune_search)
 from _table_search import draw_points, space_file  # noqa: E402,F401 (the tests reach them here)
+from _jsonl import append_row, load_rows  # noqa: E402
 
 RECIPE = os.path.join(ROOT, "configs", "simgcl_amazon_book.yaml")
 RESULTS = "results.jsonl"
@@ -130,35 +130,6 @@ def overrides(args: argparse.Namespace, rest: list[str]) -> list[str]:
     extra = [f"--data.data={args.data}"] if args.data else []
     extra += [f"--trainer.max_epochs={args.epochs}"] if args.epochs else []
     return [*extra, *rest]
-
-
-# -- results.jsonl -----------------------------------------------------------------------------
-def load_rows(path: str) -> dict[str, dict[str, Any]]:
-    """model -> its row (the last line of a model wins); a torn last line is ignored."""
-    rows: dict[str, dict[str, Any]] = {}
-    if os.path.isfile(path):
-        with open(path) as f:
-            for line in f:
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                rows[row["model"]] = row
-    return rows
-
-
-def append_row(path: str, row: dict[str, Any]) -> None:
-    """Appends ``row`` as one line, on a line of its own after a torn last line."""
-    torn = False
-    if os.path.isfile(path) and os.path.getsize(path):
-        with open(path, "rb") as f:
-            f.seek(-1, os.SEEK_END)
-            torn = f.read(1) != b"\n"
-    with open(path, "a") as f:
-        f.write(("\n" if torn else "") + json.dumps(row) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-
 
 
 # -- retrain and test: `reelgraph fit --config best.yaml` ----------------------------------------
