@@ -62,6 +62,7 @@ from gpu import guarded, importable_checkout, sync  # noqa: E402  (gpu imports t
 
 PKG_DIR = importable_checkout()  # before any reelgraph import: an un-installed checkout
 import kg_models  # noqa: E402
+from _fit import quiet_trainer  # noqa: E402
 from reelgraph.data.split import SplitConfig  # noqa: E402
 from reelgraph.lightning_modules._pl import pl  # noqa: E402
 from reelgraph.lightning_modules.datamodule import RecDataModule  # noqa: E402
@@ -145,11 +146,8 @@ def fit(cfg: ModelConfig, dm: RecDataModule, a: argparse.Namespace, *, lr: float
         torch.cuda.reset_peak_memory_stats()
     pl.seed_everything(0, verbose=False)
     module, clock = RecModule(cfg, lr=lr, ks=(20,), auc=False), StepClock(deadline)
-    trainer = pl.Trainer(max_steps=max_steps, max_epochs=1 if max_steps < 0 else -1,
-                         accelerator=a.accelerator, devices=1, logger=False, callbacks=[clock],
-                         enable_progress_bar=False, enable_model_summary=False,
-                         enable_checkpointing=False, limit_val_batches=0,
-                         num_sanity_val_steps=0, default_root_dir=a.cache_dir)
+    trainer = quiet_trainer(root=a.cache_dir, accelerator=a.accelerator, max_steps=max_steps,
+                            max_epochs=1 if max_steps < 0 else -1, callbacks=[clock])
     trainer.fit(module, datamodule=dm)
     recall = float(trainer.test(module, datamodule=dm, verbose=False)[0]["test/recall@20"])
     w = min(a.warmup, len(clock.step_ms) - 1)
